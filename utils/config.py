@@ -41,6 +41,7 @@ class DataConfig:
     disruption: str = "released"                 # released | geometric | none
     radar_columns: bool = True                   # radar disruption: depth down the whole column
     mask_supervision: bool = True                # load seg_mask/ targets for the mask loss
+    seg_mask_dir: str = ""                       # "" = <root>/seg_mask
     dense_label: bool = False                    # supervise with depth_dense/ (synthetic only)
     skip_bad_samples: bool = True                # train mode: report and skip corrupt files
     num_workers: int = 4
@@ -131,7 +132,8 @@ def _check_value(key: str, value: Any, tp: Any) -> Any:
     return value
 
 
-def _apply(obj: Any, values: Dict[str, Any], prefix: str = "") -> None:
+def apply_mapping(obj: Any, values: Dict[str, Any], prefix: str = "") -> None:
+    """Set the fields of dataclass `obj` from a nested mapping, checking names and types."""
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     for key, value in values.items():
@@ -143,7 +145,7 @@ def _apply(obj: Any, values: Dict[str, Any], prefix: str = "") -> None:
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"config key '{full}' is a section; give a mapping")
-            _apply(current, value, full + ".")
+            apply_mapping(current, value, full + ".")
         else:
             setattr(obj, key, _check_value(full, value, hints[key]))
 
@@ -169,8 +171,8 @@ def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()
     cfg = Config()
     if path is not None:
         for layer in _yaml_layers(Path(path)):
-            _apply(cfg, layer)
-    _apply(cfg, parse_overrides(overrides))
+            apply_mapping(cfg, layer)
+    apply_mapping(cfg, parse_overrides(overrides))
     return cfg
 
 
@@ -192,5 +194,5 @@ def config_to_dict(cfg: Config) -> Dict[str, Any]:
 
 def config_from_dict(values: Dict[str, Any]) -> Config:
     cfg = Config()
-    _apply(cfg, values)
+    apply_mapping(cfg, values)
     return cfg

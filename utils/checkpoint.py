@@ -1,0 +1,147 @@
+"""Checkpoint formats: the released one and ours.
+
+Released: a dict whose key `network` holds the SpaDe state_dict (see
+../shared/reference/official_state_dict.tsv). Ours adds, under the same `network` key so that
+either format feeds `eval.py`: `format_version`, `config`, `optimizer`, `scheduler`, `scaler`,
+`epoch`, `step`, `rng` and `extra`. Everything is stored as tensors and plain Python values, so
+our files load with `torch.load(weights_only=True)`. Files are written atomically (temporary file
+in the same folder, fsync, rename): a crash never leaves a half-written checkpoint behind.
+"""
+from __future__ import annotations
+
+import ast
+import logging
+import os
+import pickle
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    """The checkpoint is missing, unreadable, or does not match the network."""
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
+    """Load a checkpoint dict of either format; `network` is always present in the result."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        log.warning("%s holds Python objects beyond tensors; loading it fully (only do this "
+                    "for files you trust)", path)
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # corrupt zip, truncated file, ...
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    if isinstance(ckpt, dict) and "network" not in ckpt and "state_dict" in ckpt:
+        ckpt = {**ckpt, "network": ckpt["state_dict"]}
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("network"), Mapping):
+        raise CheckpointError(f"{path} is not a SpaDe checkpoint: expected a dict with key "
+                              f"'network' holding the state_dict")
+    net = dict(ckpt["network"])
+    if net and all(k.startswith("module.") for k in net):  # saved from a DDP wrapper
+        net = {k[len("module."):]: v for k, v in net.items()}
+    ckpt["network"] = net
+    return ckpt
+
+
+def load_network_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
+                       source: str = "checkpoint") -> None:
+    """Strict load with one error that lists every missing, unexpected and mis-shaped tensor."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                        for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or mismatched:
+        lines = [f"{source} does not match the network "
+                 f"({len(missing)} missing, {len(unexpected)} unexpected, "
+                 f"{len(mismatched)} shape mismatches):"]
+        for title, items in (("missing", missing), ("unexpected", unexpected),
+                             ("shape mismatch", mismatched)):
+            lines += [f"  {title}: {item}" for item in items]
+        raise CheckpointError("\n".join(lines))
+    model.load_state_dict(state, strict=True)
+
+
+def load_network(model: torch.nn.Module, path: str | Path,
+                 map_location: str | torch.device = "cpu") -> Dict[str, Any]:
+    """Load the weights of a checkpoint of either format into `model`; returns the checkpoint."""
+    ckpt = read_checkpoint(path, map_location)
+    load_network_state(model, ckpt["network"], source=str(path))
+    return ckpt
+
+
+def capture_rng_state() -> Dict[str, Any]:
+    """Python, NumPy, torch (and CUDA) generator states as tensors and plain values."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: Dict[str, Any] = {
+        "python": repr(random.getstate()),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(_tuplify(ast.literal_eval(state["python"])))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuplify(value: Any) -> Any:
+    return tuple(_tuplify(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, *, config: Optional[Dict] = None,
+                    optimizer: Optional[torch.optim.Optimizer] = None, scheduler: Any = None,
+                    scaler: Any = None, epoch: int = 0, step: int = 0,
+                    extra: Optional[Dict[str, Any]] = None) -> Path:
+    """Write our format atomically; `model` may be wrapped in DDP (the wrapper is dropped)."""
+    net = model.module if hasattr(model, "module") else model
+    ckpt = {
+        "format_version": FORMAT_VERSION,
+        "network": net.state_dict(),
+        "config": config or {},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "epoch": int(epoch),
+        "step": int(step),
+        "rng": capture_rng_state(),
+        "extra": extra or {},
+    }
+    return atomic_torch_save(ckpt, path)
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
