@@ -1,0 +1,140 @@
+"""Readers for the files of a nuScenes-format root, with errors that name the file and the fix.
+
+    img = read_image_bgr(path)            # H x W x 3 uint8, BGR
+    xyz = read_lidar_points(path)         # N x 3 float32, sensor frame (m)
+    xyz = read_radar_points(path)         # N x 3 float32, after the devkit's default filters
+    ids = read_seg_mask(path)             # H x W uint8, ADE20K-150 class index
+    depth_m = read_dense_depth(path)      # H x W float32 (m), 0 = none
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT_HINT = "check data.root (or --data-root) points at the nuScenes root holding samples/ and sweeps/"
+
+
+class DataFileError(OSError):
+    """A sample's image, point cloud or depth file is missing, unreadable or corrupt."""
+
+
+class MissingSegMaskError(FileNotFoundError):
+    """A semantic mask needed for the mask loss is absent (never skipped: the set is incomplete)."""
+
+
+def resolve_data_path(root: str | Path, recorded: str) -> Path:
+    """Path of a file named in an info file: the part from `samples/` or `sweeps/` on, under root.
+
+    Released index files hold paths such as './data/nuScenes/samples/...'; ours hold 'samples/...'.
+    """
+    posix = str(recorded).replace("\\", "/")
+    for anchor in ("samples/", "sweeps/"):
+        if posix.startswith(anchor):
+            return Path(root) / posix
+        at = posix.rfind("/" + anchor)
+        if at >= 0:
+            return Path(root) / posix[at + 1:]
+    raise DataFileError(f"info-file path {recorded!r} has no 'samples/' or 'sweeps/' part; "
+                        "regenerate the info file with tools/create_infos.py")
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataFileError(f"{what} {path} not found; {ROOT_HINT}") from None
+    except OSError as err:
+        raise DataFileError(f"{what} {path} could not be read ({err})") from None
+
+
+def read_image_bgr(path: str | Path) -> np.ndarray:
+    """H x W x 3 uint8 BGR (OpenCV's decoder). Truncated JPEGs (no end marker) are rejected."""
+    raw = _read_bytes(path, "image")
+    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
+    truncated = raw[:2] == b"\xff\xd8" and b"\xff\xd9" not in raw[-64:]
+    if img is None or truncated:
+        raise DataFileError(f"image {path} is corrupt or truncated (OpenCV cannot decode it "
+                            "completely); re-download or re-extract it")
+    return img
+
+
+def read_lidar_points(path: str | Path) -> np.ndarray:
+    """N x 3 float32 sensor-frame xyz (m) of a nuScenes `.pcd.bin` (5 float32 per point)."""
+    raw = _read_bytes(path, "LiDAR point cloud")
+    if len(raw) == 0 or len(raw) % 20 != 0:
+        raise DataFileError(f"LiDAR point cloud {path} is corrupt: {len(raw)} bytes is not a "
+                            "positive multiple of 5 float32 per point; re-download it")
+    return np.frombuffer(raw, np.float32).reshape(-1, 5)[:, :3].copy()
+
+
+_PCD_DTYPES = {"F": "f", "I": "i", "U": "u"}
+# The devkit's RadarPointCloud defaults: kept states of invalid_state, dyn_prop and ambig_state.
+RADAR_INVALID_STATES = (0,)
+RADAR_DYNPROP_STATES = tuple(range(7))
+RADAR_AMBIG_STATES = (3,)
+
+
+def _radar_table(raw: bytes, path: Path) -> np.ndarray:
+    """The structured array of a binary radar `.pcd` (one record per point)."""
+    header = {}
+    pos = 0
+    while "DATA" not in header:
+        end = raw.find(b"\n", pos)
+        if end < 0:
+            raise DataFileError(f"radar point cloud {path} is corrupt: no 'DATA' header line")
+        words = raw[pos:end].decode("ascii", "replace").split()
+        pos = end + 1
+        if words and not words[0].startswith("#"):
+            header[words[0]] = words[1:]
+    try:
+        fields, sizes, types = header["FIELDS"], header["SIZE"], header["TYPE"]
+        count = int(header["WIDTH"][0]) * int(header["HEIGHT"][0])
+        dtype = np.dtype([(name, f"<{_PCD_DTYPES[t]}{s}") for name, s, t in zip(fields, sizes, types)])
+    except (KeyError, ValueError, IndexError, TypeError) as err:
+        raise DataFileError(f"radar point cloud {path} has a malformed header ({err!r})") from None
+    if header["DATA"] != ["binary"] or len(raw) - pos < count * dtype.itemsize:
+        raise DataFileError(f"radar point cloud {path} is corrupt or truncated: expected "
+                            f"{count} binary points; re-download it")
+    return np.frombuffer(raw, dtype, count=count, offset=pos)
+
+
+def read_radar_points(path: str | Path) -> np.ndarray:
+    """N x 3 float32 sensor-frame xyz (m) of a radar `.pcd`, filtered like the devkit's
+    `RadarPointCloud.from_file` defaults (vectorised; an all-NaN first point means empty)."""
+    path = Path(path)
+    table = _radar_table(_read_bytes(path, "radar point cloud"), path)
+    try:
+        xyz = np.stack([table["x"], table["y"], table["z"]], axis=1).astype(np.float32)
+        keep = (np.isin(table["invalid_state"], RADAR_INVALID_STATES)
+                & np.isin(table["dyn_prop"], RADAR_DYNPROP_STATES)
+                & np.isin(table["ambig_state"], RADAR_AMBIG_STATES))
+    except ValueError as err:
+        raise DataFileError(f"radar point cloud {path} lacks a nuScenes radar field ({err})") from None
+    if len(table) == 0 or np.isnan(xyz[0]).any():
+        return np.zeros((0, 3), np.float32)
+    return xyz[keep]
+
+
+def read_seg_mask(path: str | Path) -> np.ndarray:
+    """H x W uint8 ADE20K-150 class index per pixel."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingSegMaskError(
+            f"semantic mask {path} not found; make the masks with tools/gen_seg_masks.py (or point "
+            "data.seg_mask_dir at them), or set data.mask_supervision=false to train without them")
+    ids = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if ids is None or ids.ndim != 2 or ids.dtype != np.uint8:
+        raise DataFileError(f"semantic mask {path} is not a readable 8-bit single-channel PNG; "
+                            "regenerate it with tools/gen_seg_masks.py")
+    return ids
+
+
+def read_dense_depth(path: str | Path) -> np.ndarray:
+    """H x W float32 depth (m) from a uint16 millimetre PNG (0 = no surface)."""
+    depth_mm = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if depth_mm is None or depth_mm.ndim != 2 or depth_mm.dtype != np.uint16:
+        raise DataFileError(f"dense depth {path} is not a readable 16-bit single-channel PNG; "
+                            "regenerate it with tools/make_synthetic.py")
+    return depth_mm.astype(np.float32) * np.float32(1e-3)

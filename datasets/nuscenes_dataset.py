@@ -1,0 +1,234 @@
+"""`RadarCameraDataset`: CAM_FRONT image + RADAR_FRONT key frame + LIDAR_TOP labels (SPADE.md 1-2).
+
+    ds = RadarCameraDataset(cfg, cfg.data.train_infos, mode="train")
+    ds.set_epoch(epoch)
+    sample = ds[i]          # dict of docs/architecture.md, NumPy float32 C x H x W arrays
+
+eval: the released protocol at the camera's resolution (LiDAR ground truth: canvas filter only).
+train: 0 < z < data.max_depth_m and the occlusion filter on the LiDAR label, then the camera-intrinsics
+disruption (datasets/augment.py) cropping to data.height x data.width, and the semantic target.
+A sample's randomness depends only on (train.seed, epoch, index), never on the worker.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import cv2
+import numpy as np
+from torch.utils.data import Dataset
+
+from datasets import augment, geometry
+from datasets.infos import entry_path, entry_poses, load_infos
+from datasets.io import (DataFileError, read_dense_depth, read_image_bgr, read_lidar_points,
+                         read_radar_points, read_seg_mask, resolve_data_path)
+from datasets.occlusion import occlusion_keep, scaled_radius_px
+
+CAMERA, LIDAR, RADAR = "CAM_FRONT", "LIDAR_TOP", "RADAR_FRONT"
+# ADE20K-150 ids of the mask target: wall, building, tree, person, car, fence, bus, truck, pole,
+# van, minibike, bicycle.
+SEG_CLASSES = (0, 1, 4, 12, 20, 32, 80, 83, 93, 102, 116, 127)
+SEG_LUT = np.isin(np.arange(256), SEG_CLASSES).astype(np.float32)   # class id -> target
+MAX_CONSECUTIVE_SKIPS = 10
+MODES = ("train", "eval")
+# glibc mallopt parameters: serve blocks up to 32 MiB from the heap, keep up to 64 MiB of freed
+# heap instead of handing it back to the OS after every sample.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_BYTES, _TRIM_THRESHOLD_BYTES = 32 << 20, 64 << 20
+log = logging.getLogger(__name__)
+
+
+def reuse_freed_buffers() -> None:
+    """Make glibc reuse the freed arrays of the previous sample. By default each sample's ~20 MiB
+    of new arrays are mapped and zeroed by the kernel again (about 5500 page faults, a third of a
+    training sample's CPU time); with this, about one. Process-wide (loader workers inherit it);
+    a no-op without glibc's mallopt."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES)
+
+
+@dataclass
+class Frame:
+    """One sample's raw data at the camera's resolution (h x w)."""
+    name: str                      # image basename without extension
+    img: np.ndarray                # h x w x 3 uint8 BGR
+    K: np.ndarray                  # 3 x 3 float64
+    lidar_uvz: Tuple[np.ndarray, np.ndarray, np.ndarray]   # in-canvas u, v, depth_m, file order
+    radar_uvz: Tuple[np.ndarray, np.ndarray, np.ndarray]   # in-canvas radar points, file order
+    radar_xyz: np.ndarray          # N x 3 float32 camera-frame xyz of every valid radar point
+    dense_depth: Optional[np.ndarray]   # h x w float32 (m) where depth_dense/ exists
+
+
+def _camera_points(record: Dict[str, Any], entry: Dict[str, Any], xyz: np.ndarray, K: np.ndarray,
+                   h: int, w: int) -> Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Sensor-frame xyz: N x 3 -> (camera-frame xyz: N x 3, in-canvas (u, v, depth_m))."""
+    camera2ego, ego2global_cam = entry_poses(record["cam_infos"][CAMERA])
+    sensor2ego, ego2global = entry_poses(entry)
+    xyz_cam = geometry.transform_points(
+        geometry.sensor_to_camera(sensor2ego, ego2global, ego2global_cam, camera2ego), xyz)
+    u, v, depth = geometry.project_points(K, xyz_cam)
+    keep = geometry.in_canvas(u, v, depth, h, w)
+    return xyz_cam, (u[keep], v[keep], depth[keep])
+
+
+class RadarCameraDataset(Dataset):
+    """Samples of an info file; `mode` is 'train' or 'eval' (see the module docstring)."""
+
+    def __init__(self, cfg, infos_path: str | Path, mode: str, data_root: Optional[str | Path] = None):
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r}; expected one of {MODES}")
+        if cfg.data.disruption not in augment.DISRUPTIONS:
+            raise ValueError(f"data.disruption={cfg.data.disruption!r}; expected one of {augment.DISRUPTIONS}")
+        self.cfg, self.mode = cfg, mode
+        self.root = Path(data_root if data_root is not None else cfg.data.root)
+        self.seg_dir = Path(cfg.data.seg_mask_dir) if cfg.data.seg_mask_dir else self.root / "seg_mask"
+        self.infos = load_infos(infos_path)
+        self.epoch = 0
+        self.num_skipped = 0       # bad samples replaced by a neighbour (in this process)
+        reuse_freed_buffers()
+
+    def __len__(self) -> int:
+        return len(self.infos)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _rng(self, index: int) -> np.random.Generator:
+        if self.mode == "eval":
+            return np.random.default_rng(index)
+        return np.random.default_rng([self.cfg.train.seed, self.epoch, index])
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        rng = self._rng(index)
+        skip = self.mode == "train" and self.cfg.data.skip_bad_samples
+        for attempt in range(MAX_CONSECUTIVE_SKIPS + 1 if skip else 1):
+            current = (index + attempt) % len(self)
+            try:
+                frame = self.load_frame(current)
+                break
+            except DataFileError as err:
+                if not skip:
+                    raise
+                self.num_skipped += 1
+                log.warning("sample %d skipped, sample %d used instead: %s", current,
+                            (current + 1) % len(self), err)
+        else:
+            raise DataFileError(f"{MAX_CONSECUTIVE_SKIPS + 1} consecutive samples from index {index} "
+                                f"are unreadable under {self.root}; check the data root")
+        build = self._train_sample if self.mode == "train" else self._eval_sample
+        sample = build(frame, rng)
+        sample["index"] = np.int64(current)
+        return sample
+
+    def load_frame(self, index: int) -> Frame:
+        """Read and project one sample's files (no randomness)."""
+        record = self.infos[index]
+        cam = record["cam_infos"][CAMERA]
+        img = read_image_bgr(resolve_data_path(self.root, entry_path(cam)))
+        h, w = img.shape[:2]
+        K = np.asarray(cam["calibrated_sensor"]["camera_intrinsic"], dtype=np.float64)
+        lidar = record["lidar_infos"][LIDAR]
+        _, lidar_uvz = _camera_points(
+            record, lidar, read_lidar_points(resolve_data_path(self.root, entry_path(lidar))), K, h, w)
+        radar = record["radar_infos"][RADAR][0]
+        radar_xyz, radar_uvz = _camera_points(
+            record, radar, read_radar_points(resolve_data_path(self.root, entry_path(radar))), K, h, w)
+        name = Path(entry_path(cam)).stem
+        dense_path = self.root / "depth_dense" / f"{name}.png"
+        dense = read_dense_depth(dense_path) if dense_path.is_file() else None
+        return Frame(name, img, K, lidar_uvz, radar_uvz, radar_xyz.astype(np.float32), dense)
+
+    def _radar_features(self, radar_xyz: np.ndarray, rng: np.random.Generator) -> Dict[str, Any]:
+        """radar_pts: P x 3 float32 zero padded (a random subset of P when more), radar_count."""
+        limit = self.cfg.data.max_radar_points
+        if len(radar_xyz) > limit:
+            radar_xyz = radar_xyz[np.sort(rng.choice(len(radar_xyz), limit, replace=False))]
+        pts = np.zeros((limit, 3), dtype=np.float32)
+        pts[:len(radar_xyz)] = radar_xyz
+        return {"radar_pts": pts, "radar_count": np.int64(len(radar_xyz))}
+
+    def _radar_map(self, u: np.ndarray, v: np.ndarray, depth: np.ndarray, h: int, w: int) -> np.ndarray:
+        if self.cfg.data.radar_columns:
+            return geometry.radar_column_map(u, depth, h, w)
+        return geometry.rasterize_depth(u, v, depth, h, w)
+
+    def _eval_sample(self, frame: Frame, rng: np.random.Generator) -> Dict[str, Any]:
+        h, w = frame.img.shape[:2]
+        sample = {
+            "img": frame.img.transpose(2, 0, 1).astype(np.float32),
+            "radar_map": self._radar_map(*frame.radar_uvz, h, w)[None],
+            **self._radar_features(frame.radar_xyz, rng),
+            "lidar_map": geometry.rasterize_depth(*frame.lidar_uvz, h, w)[None],
+            "K": frame.K.astype(np.float32),
+            "name": frame.name,
+        }
+        if frame.dense_depth is not None:
+            sample["dense_depth"] = frame.dense_depth[None]
+        return sample
+
+    def _train_lidar(self, frame: Frame) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """In-canvas LiDAR with 0 < z < max_depth_m and the occlusion filter, file order."""
+        u, v, depth = frame.lidar_uvz
+        near = depth < self.cfg.data.max_depth_m
+        u, v, depth = u[near], v[near], depth[near]
+        radius_px = scaled_radius_px(self.cfg.data.occlusion_radius_px, frame.img.shape[1])
+        keep = occlusion_keep(u, v, depth, radius_px, self.cfg.data.occlusion_rel_threshold)
+        return u[keep], v[keep], depth[keep]
+
+    def _sparse_maps(self, frame: Frame, lidar_uvz, d: augment.Disruption) -> Tuple[np.ndarray, np.ndarray]:
+        """(lidar_map, radar_map), each out_h x out_w float32, after the disruption `d`."""
+        (h, w), (out_h, out_w) = d.src_hw, d.out_hw
+        columns = self.cfg.data.radar_columns
+        if self.cfg.data.disruption == "geometric":      # project through the new intrinsics
+            A = augment.disruption_affine(d)
+            (lu, lv, lz), (ru, rv, rz) = [(A[0, 0] * u + A[0, 2], A[1, 1] * v + A[1, 2], z)
+                                          for u, v, z in (lidar_uvz, frame.radar_uvz)]
+            inside = geometry.in_canvas(ru, rv, rz, out_h, out_w)
+            return (geometry.rasterize_depth(lu, lv, lz, out_h, out_w),
+                    self._radar_map(ru[inside], rv[inside], rz[inside], out_h, out_w))
+        lidar_map = augment.warp_sparse_nearest(*geometry.unique_pixels(*lidar_uvz, h, w), d)
+        ru, rv, rz = frame.radar_uvz
+        if columns:
+            row = augment.warp_columns(geometry.column_depths(ru, rz, w), d)
+            return lidar_map, np.repeat(row[None, :], out_h, axis=0)
+        return lidar_map, augment.warp_sparse_nearest(*geometry.unique_pixels(ru, rv, rz, h, w), d)
+
+    def _train_sample(self, frame: Frame, rng: np.random.Generator) -> Dict[str, Any]:
+        src_hw = frame.img.shape[:2]
+        seg_ids = self._seg_ids(frame) if self.cfg.data.mask_supervision else None
+        lidar_uvz = self._train_lidar(frame)
+        d = augment.sample_disruption(rng, self.cfg.data.disruption, src_hw,
+                                      (self.cfg.data.height, self.cfg.data.width))
+        lidar_map, radar_map = self._sparse_maps(frame, lidar_uvz, d)
+        img = augment.warp_image(frame.img, d)
+        sample = {
+            "img": img.transpose(2, 0, 1).astype(np.float32),
+            "radar_map": radar_map[None],
+            **self._radar_features(frame.radar_xyz, rng),
+            "lidar_map": lidar_map[None],
+            "K": (augment.disruption_affine(d) @ frame.K).astype(np.float32),
+            "name": frame.name,
+        }
+        if seg_ids is not None:
+            sample["seg_target"] = cv2.LUT(augment.warp_dense_nearest(seg_ids, d), SEG_LUT)[None]
+        if frame.dense_depth is not None:
+            dense = augment.warp_dense_nearest(frame.dense_depth, d)
+            sample["dense_depth"] = dense[None]
+            if self.cfg.data.dense_label:
+                sample["lidar_map"] = np.where(dense < self.cfg.data.max_depth_m, dense, 0)[None]
+        return sample
+
+    def _seg_ids(self, frame: Frame) -> np.ndarray:
+        """h x w uint8 ADE20K-150 ids of seg_mask/<name>.png, checked against the image size."""
+        path = self.seg_dir / f"{frame.name}.png"
+        ids = read_seg_mask(path)
+        if ids.shape != frame.img.shape[:2]:
+            raise DataFileError(f"semantic mask {path} is {ids.shape[0]}x{ids.shape[1]} but its image is "
+                                f"{frame.img.shape[0]}x{frame.img.shape[1]}; regenerate it with "
+                                "tools/gen_seg_masks.py")
+        return ids

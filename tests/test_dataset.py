@@ -1,0 +1,347 @@
+"""RadarCameraDataset, the occlusion filter and the disruption: constructed inputs with known
+answers, and the real slice (masks and corrupt files written into tmp_path)."""
+import logging
+import re
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+from torch.utils.data import default_collate
+
+from datasets import augment, geometry
+from datasets.infos import create_infos, entry_path, save_infos, split_scenes
+from datasets.io import DataFileError, MissingSegMaskError, read_radar_points
+from datasets.nuscenes_dataset import SEG_CLASSES, RadarCameraDataset
+from datasets.occlusion import occlusion_keep
+from utils.bench_data_reference import occlusion_per_point
+from utils.config import Config
+
+
+# ---- occlusion filter ----------------------------------------------------------------------------
+def test_occlusion_drops_far_point_behind_near_one():
+    # a near surface at 5 m sampled every 8 px, a far point (30 m) landing 3 px from one of them
+    u = np.array([100.0, 108.0, 116.0, 111.0])
+    v = np.array([50.0, 50.0, 50.0, 50.0])
+    depth = np.array([5.0, 5.0, 5.0, 30.0])
+    assert occlusion_keep(u, v, depth, 4.0, 0.1).tolist() == [True, True, True, False]
+    assert occlusion_keep(u, v, depth, 2.0, 0.1).all()          # out of reach: kept
+
+
+def test_occlusion_keeps_flat_and_slanted_wall():
+    uu, vv = np.meshgrid(np.arange(0, 200, 7.0), np.arange(0, 100, 7.0))
+    u, v = uu.ravel(), vv.ravel()
+    assert occlusion_keep(u, v, np.full(u.shape, 12.0), 10.0, 0.1).all()
+    slanted = 10.0 + 0.02 * u          # 1.4% deeper per neighbour: below the 10% threshold
+    assert occlusion_keep(u, v, slanted, 10.0, 0.1).all()
+
+
+def test_occlusion_equals_per_point_loop():
+    rng = np.random.default_rng(0)
+    u, v = rng.uniform(0, 300, 800), rng.uniform(0, 200, 800)
+    depth = rng.uniform(2, 60, 800)
+    for radius in (3.0, 10.0):
+        keep = occlusion_keep(u, v, depth, radius, 0.1)
+        np.testing.assert_array_equal(keep, occlusion_per_point(u, v, depth, radius, 0.1))
+        assert 0 < keep.sum() < len(keep)
+
+
+# ---- disruption on constructed images --------------------------------------------------------------
+def draws(kind, src_hw, out_hw, n=12):
+    rng = np.random.default_rng(1)
+    return [augment.sample_disruption(rng, kind, src_hw, out_hw) for _ in range(n)]
+
+
+def test_disruption_moves_lidar_pixel_with_image():
+    """A bright pixel and a LiDAR point on it: after flip / colours / resize / crop / blur the image
+    blob's centroid sits where K_out = A K puts the point, and the LiDAR map (nearest resize, or
+    projection for 'geometric') marks the pixel under it."""
+    h, w, r, c = 60, 100, 23, 41
+    img = np.full((h, w, 3), 60, np.uint8)
+    img[r, c] = 200
+    K = np.array([[80.0, 0, 48], [0, 80, 29], [0, 0, 1]])
+    xyz = np.array([(c + 0.5 - K[0, 2]) / K[0, 0] * 7.0, (r + 0.5 - K[1, 2]) / K[1, 1] * 7.0, 7.0])
+    for d in draws("released", (h, w), (h, w)):
+        out = augment.warp_image(img, d)[:, :, 1].astype(np.float64)
+        blob = np.clip(out - np.median(out), 0, None)
+        ys, xs = np.indices(blob.shape)
+        centroid = np.array([(xs * blob).sum(), (ys * blob).sum()]) / blob.sum() + 0.5
+        u, v, _ = geometry.project_points(augment.disruption_affine(d) @ K, xyz[None])
+        np.testing.assert_allclose(centroid, [u[0], v[0]], atol=0.15)
+        released = augment.warp_sparse_nearest(np.array([r]), np.array([c]), np.array([7.0], np.float32), d)
+        assert released[int(v[0]), int(u[0])] == 7.0
+        assert np.count_nonzero(released) <= 4
+        projected = geometry.rasterize_depth(u, v, np.array([7.0]), h, w)
+        assert projected[int(v[0]), int(u[0])] == 7.0
+
+
+def test_sparse_warp_equals_dense_warp():
+    rng = np.random.default_rng(2)
+    h, w = 90, 160
+    u, v, depth = rng.uniform(-5, w + 5, 900), rng.uniform(-5, h + 5, 900), rng.uniform(1, 80, 900)
+    dense = geometry.rasterize_depth(u, v, depth, h, w)
+    for d in draws("released", (h, w), (80, 150)) + draws("none", (h, w), (80, 150), 1):
+        sparse = augment.warp_sparse_nearest(*geometry.unique_pixels(u, v, depth, h, w), d)
+        np.testing.assert_array_equal(sparse, augment.warp_dense_nearest(dense, d))
+        assert sparse.shape == (80, 150)
+
+
+def test_nearest_resize_matches_pil():
+    """Same as PIL's NEAREST resize + crop, except where an output pixel centre falls exactly on a
+    source pixel edge (PIL's float arithmetic picks either side there; we take the higher)."""
+    h, w = 45, 80
+    ids = np.random.default_rng(3).integers(0, 150, (h, w), dtype=np.uint8)
+    for d in draws("released", (h, w), (40, 70)):
+        pil = Image.fromarray(ids)
+        if d.flip:
+            pil = pil.transpose(Image.FLIP_LEFT_RIGHT)
+        (rh, rw), (y0, x0), (oh, ow) = d.resized_hw, d.crop_yx, d.out_hw
+        expected = np.array(pil.resize((rw, rh), Image.NEAREST).crop((x0, y0, x0 + ow, y0 + oh)))
+        tie_rows = (2 * np.arange(y0, y0 + oh) + 1) * h % (2 * rh) == 0
+        tie_cols = (2 * np.arange(x0, x0 + ow) + 1) * w % (2 * rw) == 0
+        ours = augment.warp_dense_nearest(ids, d)
+        np.testing.assert_array_equal(ours[~tie_rows][:, ~tie_cols], expected[~tie_rows][:, ~tie_cols])
+
+
+def test_color_jitter_matches_pil():
+    rng = np.random.default_rng(4)
+    img = cv2.resize(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_LINEAR)
+    for b, c, s in [(0.6, 1.4, 0.7), (1.4, 0.6, 1.3), (1.1, 1.2, 0.6)]:
+        pil = Image.fromarray(img[:, :, ::-1])
+        for enhancer, factor in ((ImageEnhance.Brightness, b), (ImageEnhance.Contrast, c), (ImageEnhance.Color, s)):
+            pil = enhancer(pil).enhance(factor)
+        diff = np.abs(augment.jitter_colors(img, b, c, s).astype(int) - np.array(pil)[:, :, ::-1])
+        assert diff.max() <= 2 and diff.mean() < 0.2     # grey rounding, contrast centre: +-1
+
+
+def test_disruption_draws_and_errors():
+    for d in draws("released", (900, 1600), (900, 1600), 50):
+        factors = (d.brightness, d.contrast, d.saturation)
+        assert 0.6 <= min(factors) <= max(factors) <= 1.4
+        assert 900 <= d.resized_hw[0] <= 1170 and 1600 <= d.resized_hw[1] <= 2080
+        assert 0 <= d.crop_yx[0] <= d.resized_hw[0] - 900 and 0 <= d.crop_yx[1] <= d.resized_hw[1] - 1600
+    assert 10 < sum(d.flip for d in draws("released", (9, 16), (9, 16), 50)) < 40
+    with pytest.raises(ValueError, match="data.height"):
+        augment.sample_disruption(np.random.default_rng(), "released", (450, 800), (900, 1600))
+    with pytest.raises(ValueError, match="data.disruption"):
+        augment.sample_disruption(np.random.default_rng(), "random", (9, 16), (9, 16))
+
+
+# ---- the dataset on the real slice -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def records(real_root):
+    from nuscenes.nuscenes import NuScenes
+    return create_infos(NuScenes("v1.0-trainval", str(real_root), verbose=False),
+                        split_scenes("v1.0-trainval"), progress=False)["val"]
+
+
+@pytest.fixture(scope="module")
+def infos_path(records, tmp_path_factory):
+    path = tmp_path_factory.mktemp("infos") / "val.pkl"
+    save_infos(records, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mask_dir(records, tmp_path_factory):
+    """Left 600 columns car (20, a target class), the rest sky (2, not one)."""
+    out = tmp_path_factory.mktemp("seg_mask")
+    ids = np.full((900, 1600), 2, np.uint8)
+    ids[:, :600] = 20
+    for record in records:
+        name = entry_path(record["cam_infos"]["CAM_FRONT"]).split("/")[-1].rsplit(".", 1)[0]
+        cv2.imwrite(str(out / f"{name}.png"), ids)
+    return out
+
+
+def config(**data):
+    cfg = Config()
+    for key, value in data.items():
+        setattr(cfg.data, key, value)
+    return cfg
+
+
+def test_eval_sample(infos_path, real_root, records):
+    ds = RadarCameraDataset(config(), infos_path, "eval", data_root=real_root)
+    sample = ds[5]
+    assert sample["img"].shape == (3, 900, 1600) and sample["img"].dtype == np.float32
+    cam = records[5]["cam_infos"]["CAM_FRONT"]
+    np.testing.assert_array_equal(sample["img"], cv2.imread(str(real_root / cam["filename"])).transpose(2, 0, 1))
+    assert sample["lidar_map"].shape == (1, 900, 1600) and np.count_nonzero(sample["lidar_map"]) > 2000
+    assert sample["lidar_map"].max() > 80          # eval: no range filter
+    radar = sample["radar_map"][0]
+    assert (radar == radar[:1]).all() and 30 < np.count_nonzero(radar[0]) < 80     # columns
+    n = len(read_radar_points(real_root / entry_path(records[5]["radar_infos"]["RADAR_FRONT"][0])))
+    assert sample["radar_pts"].shape == (200, 3) and sample["radar_count"] == n > 40
+    assert not sample["radar_pts"][n:].any() and (sample["radar_pts"][:n, 2] > 0).all()
+    np.testing.assert_array_equal(sample["K"], np.array(cam["calibrated_sensor"]["camera_intrinsic"], np.float32))
+    assert sample["name"] == cam["filename"].split("/")[-1][:-4] and sample["index"] == 5
+    assert "seg_target" not in sample
+
+
+def test_eval_radar_subset_is_deterministic(infos_path, real_root):
+    ds = RadarCameraDataset(config(max_radar_points=20), infos_path, "eval", data_root=real_root)
+    first, again = ds[2], RadarCameraDataset(config(max_radar_points=20), infos_path, "eval", data_root=real_root)[2]
+    assert first["radar_count"] == 20
+    np.testing.assert_array_equal(first["radar_pts"], again["radar_pts"])
+    full = RadarCameraDataset(config(), infos_path, "eval", data_root=real_root)[2]["radar_pts"]
+    assert set(map(tuple, first["radar_pts"])) < set(map(tuple, full))
+
+
+def test_train_sample(infos_path, real_root, mask_dir, records):
+    ds = RadarCameraDataset(config(seg_mask_dir=str(mask_dir)), infos_path, "train", data_root=real_root)
+    batch = default_collate([ds[i] for i in (0, 1)])
+    assert batch["img"].shape == (2, 3, 900, 1600) and batch["lidar_map"].shape == (2, 1, 900, 1600)
+    assert batch["radar_pts"].shape == (2, 200, 3) and batch["K"].shape == (2, 3, 3)
+    sample = ds[3]
+    for key in ("img", "radar_map", "radar_pts", "lidar_map", "seg_target", "K"):
+        assert sample[key].dtype == np.float32, key
+    assert 0 <= sample["img"].min() and sample["img"].max() <= 255
+    lidar = sample["lidar_map"]
+    assert 0 <= lidar.min() and lidar.max() < 80 and np.count_nonzero(lidar) > 1500
+    # the car block (source columns < 600) ends where A = K_out K^-1 puts column 600; flipped
+    # (negative focal length) it is on the right
+    row = sample["seg_target"][0, 0]
+    assert set(np.unique(row)) == {0.0, 1.0} and np.count_nonzero(np.diff(row)) == 1
+    K = records[3]["cam_infos"]["CAM_FRONT"]["calibrated_sensor"]["camera_intrinsic"]
+    A = sample["K"].astype(np.float64) @ np.linalg.inv(K)
+    edge = np.flatnonzero(np.diff(row))[0] + 1
+    assert abs(edge - (A[0, 0] * 600 + A[0, 2])) <= 1
+    assert row[0 if A[0, 0] > 0 else -1] == 1
+    again = RadarCameraDataset(config(seg_mask_dir=str(mask_dir)), infos_path, "train", data_root=real_root)
+    for key, value in again[3].items():
+        np.testing.assert_array_equal(value, sample[key])
+    ds.set_epoch(1)
+    assert not np.array_equal(ds[3]["img"], sample["img"])
+
+
+def test_samples_reuse_freed_buffers(infos_path, real_root):
+    """After warm-up a train sample costs about no page faults (about 5500 without
+    reuse_freed_buffers: every array mapped and zeroed anew)."""
+    import resource
+    ds = RadarCameraDataset(config(mask_supervision=False), infos_path, "train", data_root=real_root)
+    for index in (0, 1, 0):
+        ds[index]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for index in (1, 2, 3):
+        ds[index]
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3 < 500
+
+
+def test_train_geometric_radar_points_follow_k(infos_path, real_root):
+    """'geometric' projects through K_out: radar columns are exactly where K_out puts the points."""
+    ds = RadarCameraDataset(config(mask_supervision=False, disruption="geometric"), infos_path, "train",
+                            data_root=real_root)
+    for index in (0, 7):
+        sample = ds[index]
+        u, v, depth = geometry.project_points(sample["K"], sample["radar_pts"][:sample["radar_count"]])
+        inside = geometry.in_canvas(u, v, depth, 900, 1600)
+        expected = geometry.column_depths(u[inside], depth[inside], 1600)
+        np.testing.assert_allclose(sample["radar_map"][0, 0], expected, rtol=1e-6)
+        assert "seg_target" not in sample
+
+
+def test_train_point_radar_and_none(infos_path, real_root):
+    cfg = config(mask_supervision=False, radar_columns=False, disruption="none", height=896, width=1600)
+    sample = RadarCameraDataset(cfg, infos_path, "train", data_root=real_root)[4]
+    radar = sample["radar_map"][0]
+    assert 0 < np.count_nonzero(radar) <= sample["radar_count"]
+    eval_K = RadarCameraDataset(config(), infos_path, "eval", data_root=real_root)[4]["K"]
+    np.testing.assert_allclose(sample["K"][1, 2], eval_K[1, 2] - 2)      # centre crop 900 -> 896
+    u, v, depth = geometry.project_points(sample["K"], sample["radar_pts"][:sample["radar_count"]])
+    inside = geometry.in_canvas(u, v, depth, 896, 1600)
+    expected = geometry.rasterize_depth(u[inside], v[inside], depth[inside], 896, 1600)
+    np.testing.assert_allclose(radar, expected, rtol=1e-6)
+
+
+def test_seg_target_classes(infos_path, real_root, records, tmp_path):
+    """Every ADE20K id 0..149 in the mask: the target is 1 exactly on SPADE.md's twelve classes."""
+    ids = np.tile(np.repeat(np.arange(160, dtype=np.uint8), 10), (900, 1))[:, :1600]
+    name = entry_path(records[0]["cam_infos"]["CAM_FRONT"]).split("/")[-1][:-4]
+    cv2.imwrite(str(tmp_path / f"{name}.png"), ids)
+    ds = RadarCameraDataset(config(seg_mask_dir=str(tmp_path), disruption="none"), infos_path, "train",
+                            data_root=real_root)
+    target = ds[0]["seg_target"][0]
+    np.testing.assert_array_equal(target, np.isin(ids, SEG_CLASSES).astype(np.float32))
+    assert sorted(set(ids[0][target[0] == 1])) == sorted(SEG_CLASSES)
+
+
+def test_missing_mask_names_path_and_tool(infos_path, real_root, tmp_path):
+    ds = RadarCameraDataset(config(seg_mask_dir=str(tmp_path)), infos_path, "train", data_root=real_root)
+    with pytest.raises(MissingSegMaskError, match=r"gen_seg_masks\.py") as err:
+        ds[0]
+    assert str(tmp_path) in str(err.value) and "mask_supervision" in str(err.value)
+
+
+# ---- bad files, dense depth: a small root of links into the slice ----------------------------------
+def small_root(tmp_path, real_root, records, n=3):
+    for record in records[:n]:
+        for entry in (record["cam_infos"]["CAM_FRONT"], record["lidar_infos"]["LIDAR_TOP"],
+                      record["radar_infos"]["RADAR_FRONT"][0]):
+            link = tmp_path / entry_path(entry)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(real_root / entry_path(entry))
+    save_infos(records[:n], tmp_path / "infos.pkl")
+    return tmp_path / "infos.pkl"
+
+
+def corrupt(path, how):
+    raw = path.read_bytes()
+    path.unlink()
+    if how != "missing":
+        path.write_bytes({"garbage": b"not a file of this kind" * 40, "truncated": raw[:len(raw) // 2],
+                          "odd_size": raw[:-7]}[how])
+
+
+@pytest.mark.parametrize("sensor,how", [("CAM_FRONT", "garbage"), ("CAM_FRONT", "truncated"),
+                                        ("LIDAR_TOP", "odd_size"), ("RADAR_FRONT", "truncated"),
+                                        ("RADAR_FRONT", "missing")])
+def test_bad_file(tmp_path, real_root, records, sensor, how, caplog):
+    infos = small_root(tmp_path, real_root, records)
+    entries = {"CAM_FRONT": records[0]["cam_infos"]["CAM_FRONT"], "LIDAR_TOP": records[0]["lidar_infos"]["LIDAR_TOP"],
+               "RADAR_FRONT": records[0]["radar_infos"]["RADAR_FRONT"][0]}
+    recorded = entry_path(entries[sensor])
+    corrupt(tmp_path / recorded, how)
+    with pytest.raises(DataFileError, match=re.escape(recorded)):
+        RadarCameraDataset(config(), infos, "eval", data_root=tmp_path)[0]
+    with pytest.raises(DataFileError, match=re.escape(recorded)):
+        RadarCameraDataset(config(mask_supervision=False, skip_bad_samples=False), infos, "train",
+                           data_root=tmp_path)[0]
+    ds = RadarCameraDataset(config(mask_supervision=False), infos, "train", data_root=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="datasets.nuscenes_dataset"):
+        sample = ds[0]
+    assert sample["index"] == 1 and ds.num_skipped == 1 and recorded in caplog.text
+
+
+def test_dense_depth(tmp_path, real_root, records):
+    infos = small_root(tmp_path, real_root, records, n=1)
+    name = entry_path(records[0]["cam_infos"]["CAM_FRONT"]).split("/")[-1][:-4]
+    depth_mm = np.tile(np.linspace(1000, 65000, 1600).astype(np.uint16), (900, 1))
+    (tmp_path / "depth_dense").mkdir()
+    cv2.imwrite(str(tmp_path / "depth_dense" / f"{name}.png"), depth_mm)
+    evaluated = RadarCameraDataset(config(), infos, "eval", data_root=tmp_path)[0]
+    np.testing.assert_allclose(evaluated["dense_depth"][0], depth_mm / 1000.0, rtol=1e-6)
+    trained = RadarCameraDataset(config(mask_supervision=False, dense_label=True), infos, "train",
+                                 data_root=tmp_path)[0]
+    dense = trained["dense_depth"][0]
+    assert dense.shape == (900, 1600) and dense.min() >= 1.0
+    np.testing.assert_array_equal(trained["lidar_map"][0], np.where(dense < 80, dense, 0))
+
+
+def test_benchmark_tool_prints_json(infos_path, real_root, capsys):
+    import json
+
+    import torch
+
+    from tools import benchmark
+    threads = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        benchmark.main(["data", "--data-root", str(real_root), "--infos", str(infos_path), "--mode", "train",
+                        "--samples", "2", "--repeats", "1", "--reference", "--stand-in-masks"])
+    finally:                                   # the tool pins one thread: give the others back
+        torch.set_num_threads(threads[0])
+        cv2.setNumThreads(threads[1])
+    out = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(out[-1])
+    assert result["mode"] == "train" and result["ms_per_sample"] > 0 and result["speedup"] > 1
+    assert any(line.startswith("reference") for line in out)

@@ -1,0 +1,63 @@
+"""Write ADE20K-150 semantic masks (seg_mask/<image basename>.png) for the CAM_FRONT images of an
+info file, with a Hugging Face segmenter. See docs/tools.md, section "Semantic masks"."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from utils.seg_masks import (DEFAULT_MODEL, MIT_SIZES, SegMaskError,  # noqa: E402
+                             build_random_segformer, cam_front_images, generate_masks,
+                             load_segmenter, require_images, resolve_device)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Write <out-dir>/<image basename>.png (8-bit, ADE20K-150 class id 0..149 per "
+                    "pixel, same size as the image) for every CAM_FRONT image of an info file. "
+                    "Existing masks are skipped, so an interrupted run resumes where it stopped.")
+    parser.add_argument("--data-root", required=True, type=Path,
+                        help="nuScenes root; image paths resolve to <data-root>/samples/...")
+    parser.add_argument("--infos", required=True, type=Path,
+                        help="info pickle (list of dicts with cam_infos.CAM_FRONT.filename)")
+    parser.add_argument("--out-dir", type=Path, help="output folder (default <data-root>/seg_mask)")
+    parser.add_argument("--model", help=f"Hugging Face id or save_pretrained folder of an ADE20K "
+                                        f"semantic-segmentation model (default {DEFAULT_MODEL})")
+    parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (GPU when present)")
+    parser.add_argument("--workers", type=int, default=2, help="image-decoding processes")
+    parser.add_argument("--random-init", action="store_true",
+                        help="SegFormer with random weights, no download (meaningless masks: for "
+                             "tests and timing)")
+    parser.add_argument("--config-size", choices=sorted(MIT_SIZES),
+                        help="MiT size of the --random-init model (default b5, the architecture "
+                             "of the default checkpoint)")
+    args = parser.parse_args(argv)
+    if args.random_init and args.model:
+        parser.error("--random-init builds its own model; drop --model")
+    if args.config_size and not args.random_init:
+        parser.error("--config-size applies to --random-init only")
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    try:
+        images = cam_front_images(args.infos, args.data_root)
+        require_images(images)                      # fail before loading a model
+        device = resolve_device(args.device)
+        segmenter = (build_random_segformer(args.config_size or "b5") if args.random_init
+                     else load_segmenter(args.model or DEFAULT_MODEL))
+        counts = generate_masks(images, args.out_dir or args.data_root / "seg_mask",
+                                segmenter.to(device), batch_size=args.batch_size,
+                                workers=args.workers)
+    except (SegMaskError, OSError) as err:      # OSError: missing/corrupt files (DataFileError)
+        sys.exit(f"error: {err}")
+    print(f"{counts['written']} masks written, {counts['skipped']} already present")
+
+
+if __name__ == "__main__":
+    main()
