@@ -1,0 +1,119 @@
+"""ONNX export of `SpaDe.predict` at a fixed image size, and its check against PyTorch.
+
+    export_onnx(model, "spade.onnx", height=900, width=1600)      # padding + crop in the graph
+    diff_m = onnx_max_diff_m("spade.onnx", model, check_inputs(900, 1600))
+
+The graph takes the raw H x W inputs of `predict` (docs/architecture.md), batch size free:
+    img          B x 3 x H x W float32, BGR 0..255
+    radar_map    B x 1 x H x W float32, radar depth (m), in columns like the dataset's
+    radar_pts    B x P x 3 float32, camera-frame xyz (m), zero padded (P = data.max_radar_points)
+    radar_count  B int64, valid rows of radar_pts
+and returns `depth` B x 1 x H x W float32 (m). It is exported from the reference network
+(`forward` on the padded input, then the crop) with every BN folded into its conv first
+(`models.inference.fold_module`): 948 tensors instead of 3258, which halves the export time;
+the mask decoders feed no output and the exporter drops them from the graph.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import torch
+from torch import nn
+
+from datasets.nuscenes_dataset import Frame
+from models.inference import fold_module
+from utils.config import Config
+from utils.predict_io import camera_frame, frame_sample
+
+INPUT_NAMES = ("img", "radar_map", "radar_pts", "radar_count")
+OUTPUT_NAME = "depth"
+# ScatterElements with reduction="max" (the radar map's scatter downscale) needs opset 18.
+OPSET = 18
+
+
+def missing_packages(export: bool = True, check: bool = True) -> List[str]:
+    """Names of the packages an export (onnx, onnxscript) or a check (onnxruntime) needs that
+    cannot be imported."""
+    wanted = (["onnx", "onnxscript"] if export else []) + (["onnxruntime"] if check else [])
+    return [name for name in wanted if importlib.util.find_spec(name) is None]
+
+
+class PredictGraph(nn.Module):
+    """`model.predict` through the reference `forward` (pad, run, crop) of a BN-folded copy of
+    the eval-mode `model`: what gets exported."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = fold_module(model.eval()).eval()
+
+    def forward(self, img: torch.Tensor, radar_map: torch.Tensor, radar_pts: torch.Tensor,
+                radar_count: torch.Tensor) -> torch.Tensor:
+        return self.model.predict(img, radar_map, radar_pts, radar_count, optimized=False)
+
+
+def synthetic_frame(height: int, width: int, num_points: int = 60, seed: int = 0) -> Frame:
+    """A frame with real formats: a smooth BGR uint8 image with noise, a nuScenes-like K scaled
+    to the width, and `num_points` radar points (camera frame, some outside the canvas)."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    ramps = np.stack([xs / width, ys / height, 1 - xs / width], -1) * 200
+    img = np.clip(ramps + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
+    f_px = 1266.0 * width / 1600
+    K = np.array([[f_px, 0, width / 2], [0, f_px, height / 2], [0, 0, 1]])
+    xyz = np.stack([rng.uniform(-25, 25, num_points), rng.uniform(-1, 2, num_points),
+                    rng.uniform(-5, 70, num_points)], 1)
+    return camera_frame("synthetic", img, K, xyz)
+
+
+def check_inputs(height: int, width: int, max_points: int = 200,
+                 radar_columns: bool = True) -> Dict[str, torch.Tensor]:
+    """A batch of 2 inputs in the dataset's format: a synthetic frame with radar points (columns,
+    point features), and the same image with no radar point at all (empty map, count 0)."""
+    cfg = Config()
+    cfg.data.max_radar_points, cfg.data.radar_columns = max_points, radar_columns
+    with_radar = frame_sample(synthetic_frame(height, width), cfg)
+    no_radar = frame_sample(synthetic_frame(height, width, num_points=0), cfg)
+    return {name: torch.from_numpy(np.stack([with_radar[name], no_radar[name]]))
+            for name in INPUT_NAMES}
+
+
+def export_onnx(model: nn.Module, path: str | Path, height: int, width: int,
+                max_points: int = 200, opset: int = OPSET) -> Path:
+    """Write `model.predict` at height x width as one self-contained ONNX file (batch free).
+
+    Uses torch's default exporter in torch >= 2.9 (`dynamo=True`: torch.export, then ONNX
+    translation and graph optimisation); weights are stored inside the file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    graph = PredictGraph(model)
+    example = check_inputs(height, width, max_points)   # batch 2: torch.export keeps B symbolic
+    batch = torch.export.Dim("batch")
+    with torch.no_grad():
+        torch.onnx.export(graph, tuple(example[name] for name in INPUT_NAMES), str(path),
+                          dynamo=True, opset_version=opset, external_data=False,
+                          input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+                          dynamic_shapes={name: {0: batch} for name in INPUT_NAMES})
+    return path
+
+
+def run_onnx(path: str | Path, inputs: Dict[str, torch.Tensor]) -> np.ndarray:
+    """Depth B x 1 x H x W (m) of the ONNX file at `path` in onnxruntime (CPU)."""
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {name: inputs[name].numpy() for name in INPUT_NAMES}
+    return session.run([OUTPUT_NAME], feeds)[0]
+
+
+def onnx_max_diff_m(path: str | Path, model: nn.Module, inputs: Dict[str, torch.Tensor]) -> float:
+    """Largest |ONNX - PyTorch| (m) over `inputs`, PyTorch being the reference `model.predict`
+    (unfolded BN, `optimized=False`); inf on a shape mismatch or a non-finite value."""
+    got = run_onnx(path, inputs)
+    with torch.inference_mode():
+        want = model.eval().predict(*(inputs[name] for name in INPUT_NAMES), optimized=False).numpy()
+    if got.shape != want.shape or not np.isfinite(got).all():
+        return float("inf")
+    return float(np.abs(got - want).max())

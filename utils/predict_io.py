@@ -1,0 +1,289 @@
+"""Inputs and outputs of tools/predict.py: one frame from your own files or from nuScenes.
+
+    frame = own_frame("img.jpg", "radar.npy", "K.json")            # camera-frame points
+    frame = own_frame("img.jpg", "radar.pcd", "K.json", "E.json")  # radar-frame .pcd + extrinsics
+    sample = frame_sample(frame, cfg)          # the dataset's eval-mode sample (docs/architecture.md)
+    sample = nuscenes_sample(cfg, root, infos_path="val.pkl", index=3)   # or sample_token=...
+    paths = write_outputs(depth_m, "out/", sample["name"])   # .png (uint16 mm), .npy (m), _color.png
+
+Camera frame (the nuScenes / OpenCV convention): x right, y down, z forward, metres; a point
+projects to pixel (u, v) = (fx x/z + cx, fy y/z + cy) through the 3 x 3 intrinsic K of the image
+as it is given (after any resize or crop of your own). Own data and nuScenes samples go through
+the same sample builder as the dataset, so the network inputs follow the released semantics
+(SPADE.md section 2): radar depth down whole columns, camera-frame xyz as point features.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+import torch
+
+from datasets import geometry
+from datasets.infos import entry_path, load_infos, make_record, save_infos
+from datasets.io import DataFileError, read_image_bgr, read_radar_points
+from datasets.nuscenes_dataset import CAMERA, Frame, RadarCameraDataset
+from models import SpaDe
+from utils.checkpoint import load_network_state, read_checkpoint
+from utils.config import Config, apply_mapping, load_config, parse_overrides
+from utils.evaluate import depth_to_png_mm
+from utils.visualize import colorize, write_png
+
+K_EXAMPLE = '{"camera_intrinsic": [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]}'
+E_EXAMPLE = ('{"rotation": [w, x, y, z], "translation": [x, y, z]} or {"matrix": 4 x 4 rows}, '
+             "radar -> camera")
+POINTS_HINT = ("save an N x 3 float array of camera-frame x right, y down, z forward in metres, "
+               "e.g. np.save(path, xyz[:, :3])")
+
+
+class PredictInputError(ValueError):
+    """An input file of tools/predict.py is missing, unreadable or has the wrong content."""
+
+
+def _read_json(path: Path, what: str, example: str) -> Dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise PredictInputError(f"{what} file {path} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PredictInputError(f"{what} file {path} is not readable JSON ({err}); it must hold "
+                                f"{example}") from None
+    if not isinstance(data, dict):
+        raise PredictInputError(f"{what} file {path} must hold a JSON object: {example}")
+    return data
+
+
+def _matrix(value: Any, shape: tuple, path: Path, key: str, example: str) -> np.ndarray:
+    try:
+        m = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        m = np.zeros(0)
+    if m.shape != shape or not np.isfinite(m).all():
+        raise PredictInputError(f"{path}: '{key}' must be {shape[0]} x {shape[1]} finite numbers, "
+                                f"got {value!r}; expected {example}")
+    return m
+
+
+def read_intrinsics(path: str | Path) -> np.ndarray:
+    """3 x 3 float64 K from JSON key `camera_intrinsic` (a nuScenes calibrated_sensor record works)."""
+    path = Path(path)
+    data = _read_json(path, "intrinsics", K_EXAMPLE)
+    if "camera_intrinsic" not in data:
+        raise PredictInputError(f"intrinsics file {path} has no key 'camera_intrinsic' (keys: "
+                                f"{sorted(data)}); write {K_EXAMPLE} in pixels of the image you pass")
+    K = _matrix(data["camera_intrinsic"], (3, 3), path, "camera_intrinsic", K_EXAMPLE)
+    if K[0, 0] <= 0 or K[1, 1] <= 0 or not np.allclose(K[2], [0, 0, 1]):
+        raise PredictInputError(f"intrinsics file {path}: camera_intrinsic {K.tolist()} is not a "
+                                f"pinhole matrix (fx, fy > 0, last row [0, 0, 1]); expected {K_EXAMPLE}")
+    return K
+
+
+def check_intrinsics(K: np.ndarray, h: int, w: int, path: str | Path) -> None:
+    """Reject a K whose principal point lies outside the h x w image (K of another resolution)."""
+    cx, cy = K[0, 2], K[1, 2]
+    if not (0 < cx < w and 0 < cy < h):
+        raise PredictInputError(
+            f"intrinsics file {path}: principal point ({cx:.1f}, {cy:.1f}) lies outside the "
+            f"{w} x {h} image, so K belongs to another image size; after resizing an image by "
+            f"sx = new_w / old_w, sy = new_h / old_h scale fx, cx by sx and fy, cy by sy "
+            f"(after a crop, subtract its left/top offset from cx/cy)")
+
+
+def read_extrinsics(path: str | Path) -> np.ndarray:
+    """4 x 4 float64 radar -> camera: {"rotation": [w, x, y, z], "translation": [3]} or {"matrix"}."""
+    path = Path(path)
+    data = _read_json(path, "extrinsics", E_EXAMPLE)
+    if "matrix" in data:
+        T = _matrix(data["matrix"], (4, 4), path, "matrix", E_EXAMPLE)
+        if not np.allclose(T[3], [0, 0, 0, 1]):
+            raise PredictInputError(f"extrinsics file {path}: last row of 'matrix' must be [0, 0, 0, 1]")
+    elif "rotation" in data and "translation" in data:
+        q = _matrix(data["rotation"], (4,), path, "rotation", E_EXAMPLE)
+        t = _matrix(data["translation"], (3,), path, "translation", E_EXAMPLE)
+        if abs(np.linalg.norm(q) - 1.0) > 1e-3:
+            raise PredictInputError(f"extrinsics file {path}: rotation {q.tolist()} is not a unit "
+                                    "quaternion [w, x, y, z]")
+        T = geometry.pose_matrix(t, q)
+    else:
+        raise PredictInputError(f"extrinsics file {path} has neither 'matrix' nor 'rotation' + "
+                                f"'translation' (keys: {sorted(data)}); write {E_EXAMPLE}")
+    R = T[:3, :3]
+    if not np.allclose(R @ R.T, np.eye(3), atol=1e-4) or np.linalg.det(R) < 0:
+        raise PredictInputError(f"extrinsics file {path}: the rotation part is not a rotation "
+                                "(R R^T != I or det < 0)")
+    return T
+
+
+def read_points_npy(path: str | Path) -> np.ndarray:
+    """N x 3 float64 points of a `.npy` file (N may be 0)."""
+    path = Path(path)
+    try:
+        xyz = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise PredictInputError(f"radar points file {path} not found") from None
+    except (OSError, ValueError) as err:
+        raise PredictInputError(f"radar points file {path} is not a readable .npy array ({err}); "
+                                f"{POINTS_HINT}") from None
+    if xyz.ndim != 2 or xyz.shape[1] != 3 or not np.issubdtype(xyz.dtype, np.number):
+        raise PredictInputError(f"radar points file {path} holds a {xyz.dtype} array of shape "
+                                f"{xyz.shape}; expected N x 3: {POINTS_HINT}")
+    bad = ~np.isfinite(xyz).all(1)
+    if bad.any():
+        raise PredictInputError(f"radar points file {path}: {int(bad.sum())} of {len(xyz)} rows are "
+                                "not finite; drop them (xyz[np.isfinite(xyz).all(1)])")
+    return xyz.astype(np.float64)
+
+
+def read_camera_radar(path: str | Path, extrinsics_path: Optional[str | Path] = None) -> np.ndarray:
+    """N x 3 float64 camera-frame radar points.
+
+    `.npy`: N x 3, in the camera frame, or in the radar frame when `extrinsics_path` is given.
+    `.pcd`: a nuScenes RADAR `.pcd` (devkit RadarPointCloud default filters), radar frame; needs
+    `extrinsics_path` (radar -> camera).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        xyz = read_points_npy(path)
+    elif suffix == ".pcd":
+        if extrinsics_path is None:
+            raise PredictInputError(f"radar point cloud {path} is in the radar frame: pass "
+                                    f"--extrinsics E.json (radar -> camera) with {E_EXAMPLE}")
+        try:
+            xyz = read_radar_points(path).astype(np.float64)
+        except DataFileError as err:
+            raise PredictInputError(str(err)) from None
+    else:
+        raise PredictInputError(f"radar points file {path}: unknown type {suffix!r}; give a .npy "
+                                "(N x 3) or a nuScenes RADAR .pcd")
+    if extrinsics_path is not None:
+        xyz = geometry.transform_points(read_extrinsics(extrinsics_path), xyz)
+    return xyz
+
+
+def read_user_image(path: str | Path) -> np.ndarray:
+    """H x W x 3 uint8 BGR of any image OpenCV reads."""
+    path = Path(path)
+    if not path.is_file():
+        raise PredictInputError(f"image {path} not found; check --image")
+    try:
+        return read_image_bgr(path)
+    except DataFileError:
+        raise PredictInputError(f"image {path} is not an image OpenCV can read (or it is truncated); "
+                                "give a complete JPEG or PNG") from None
+
+
+def camera_frame(name: str, img: np.ndarray, K: np.ndarray, xyz_cam: np.ndarray) -> Frame:
+    """A dataset `Frame` (no LiDAR) from an image, its K and camera-frame radar points N x 3."""
+    h, w = img.shape[:2]
+    u, v, depth_m = geometry.project_points(K, xyz_cam)
+    keep = geometry.in_canvas(u, v, depth_m, h, w)
+    empty = np.zeros(0)
+    return Frame(name, img, K, (empty, empty, empty), (u[keep], v[keep], depth_m[keep]),
+                 np.asarray(xyz_cam, dtype=np.float32), None)
+
+
+def own_frame(image_path: str | Path, radar_path: str | Path, intrinsics_path: str | Path,
+              extrinsics_path: Optional[str | Path] = None) -> Frame:
+    """The frame of your own image, radar points and intrinsics (see `read_camera_radar`)."""
+    img = read_user_image(image_path)
+    K = read_intrinsics(intrinsics_path)
+    check_intrinsics(K, *img.shape[:2], intrinsics_path)
+    xyz_cam = read_camera_radar(radar_path, extrinsics_path)
+    return camera_frame(Path(image_path).stem, img, K, xyz_cam)
+
+
+class _FrameSamples(RadarCameraDataset):
+    """The dataset's eval-mode sample builder for frames held in memory (no info file)."""
+
+    def __init__(self, cfg):   # no info file, root or epoch: `_eval_sample` only reads cfg
+        self.cfg, self.mode = cfg, "eval"
+
+
+def frame_sample(frame: Frame, cfg) -> Dict[str, Any]:
+    """The eval-mode sample of `frame` (radar subset, when over data.max_radar_points, seeded 0);
+    `lidar_map` is all zero for own data."""
+    return _FrameSamples(cfg)._eval_sample(frame, np.random.default_rng(0))
+
+
+def _find_index(records, infos_path, name: Optional[str], sample_token: Optional[str]) -> int:
+    for i, record in enumerate(records):
+        if (sample_token is not None and record.get("sample_token") == sample_token) or \
+                (name is not None and Path(entry_path(record["cam_infos"][CAMERA])).stem == name):
+            return i
+    wanted = f"sample token {sample_token}" if sample_token is not None else f"image name {name}"
+    raise PredictInputError(f"info file {infos_path} has no record with {wanted}; pick the frame by "
+                            "--index, --name (image basename without extension) or --sample-token")
+
+
+def nuscenes_sample(cfg, data_root: str | Path, *, infos_path: Optional[str | Path] = None,
+                    index: Optional[int] = None, name: Optional[str] = None,
+                    sample_token: Optional[str] = None, version: str = "v1.0-trainval") -> Dict[str, Any]:
+    """The dataset's eval-mode sample of one nuScenes frame (CAM_FRONT + RADAR_FRONT key frame).
+
+    With `infos_path`: the record at `index`, or the one whose image basename is `name` or whose
+    sample token is `sample_token`; the sample is then exactly what eval.py feeds the network for
+    it. Without: the devkit (`version` tables under `data_root`) makes the record of
+    `sample_token`, taken as index 0 (this only matters for the random radar subset of frames
+    with more than data.max_radar_points points).
+    """
+    if infos_path is not None:
+        records = load_infos(infos_path)
+        if index is None:
+            index = _find_index(records, infos_path, name, sample_token)
+        if not 0 <= index < len(records):
+            raise PredictInputError(f"--index {index} is out of range: info file {infos_path} has "
+                                    f"{len(records)} records")
+        return RadarCameraDataset(cfg, infos_path, "eval", data_root=data_root)[index]
+    if sample_token is None:
+        raise PredictInputError("a nuScenes frame needs --sample-token, or --infos with --index, "
+                                "--name or --sample-token")
+    from nuscenes.nuscenes import NuScenes
+    if not (Path(data_root) / version).is_dir():
+        raise PredictInputError(f"{Path(data_root) / version} not found; --data-root must be the "
+                                "nuScenes root holding the tables of --version")
+    nusc = NuScenes(version=version, dataroot=str(data_root), verbose=False)
+    try:
+        record = make_record(nusc, nusc.get("sample", sample_token))
+    except KeyError:
+        raise PredictInputError(f"sample token {sample_token} is not in {version} under "
+                                f"{data_root}") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        save_infos([record], Path(tmp) / "one_sample.pkl")
+        return RadarCameraDataset(cfg, Path(tmp) / "one_sample.pkl", "eval", data_root=data_root)[0]
+
+
+def write_outputs(depth_m: np.ndarray, out_dir: str | Path, name: str,
+                  max_depth_m: float = 80.0) -> Dict[str, Path]:
+    """depth_m: H x W (m) -> out_dir/<name>.png (uint16 mm, as eval.py --save-pred writes),
+    <name>.npy (float32 m) and <name>_color.png (turbo colours on 0..max_depth_m, BGR)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    depth_m = np.asarray(depth_m, dtype=np.float32)
+    paths = {"png": out_dir / f"{name}.png", "npy": out_dir / f"{name}.npy",
+             "color": out_dir / f"{name}_color.png"}
+    write_png(paths["png"], depth_to_png_mm(depth_m))
+    np.save(paths["npy"], depth_m)
+    write_png(paths["color"], colorize(depth_m, max_depth_m))
+    return paths
+
+
+
+def load_model(checkpoint: str | Path, config_path: Optional[str | Path] = None,
+               overrides: Sequence[str] = (), device: str | torch.device = "cpu"):
+    """(eval-mode SpaDe, Config) for a checkpoint of either format, configured as eval.py does:
+    the checkpoint's own config (ours carry it) unless `config_path` is given, else the defaults;
+    then the key=value `overrides`. Raises CheckpointError / ConfigError naming the file or key."""
+    ckpt = read_checkpoint(checkpoint)
+    if config_path or not ckpt.get("config"):
+        cfg = load_config(config_path)
+    else:
+        cfg = Config()
+        apply_mapping(cfg, ckpt["config"])
+    apply_mapping(cfg, parse_overrides(overrides))
+    model = SpaDe(radar_injection=cfg.model.radar_injection)
+    load_network_state(model, ckpt["network"], source=str(checkpoint))
+    return model.to(device).eval(), cfg
