@@ -76,6 +76,43 @@ def _camera_points(record: Dict[str, Any], entry: Dict[str, Any], xyz: np.ndarra
     return xyz_cam, (u[keep], v[keep], depth[keep])
 
 
+def radar_features(radar_xyz: np.ndarray, max_points: int, rng: np.random.Generator) -> Dict[str, Any]:
+    """radar_pts: P x 3 float32 zero padded (a random subset of P when more), radar_count."""
+    if len(radar_xyz) > max_points:
+        radar_xyz = radar_xyz[np.sort(rng.choice(len(radar_xyz), max_points, replace=False))]
+    pts = np.zeros((max_points, 3), dtype=np.float32)
+    pts[:len(radar_xyz)] = radar_xyz
+    return {"radar_pts": pts, "radar_count": np.int64(len(radar_xyz))}
+
+
+def radar_map(u: np.ndarray, v: np.ndarray, depth_m: np.ndarray, h: int, w: int,
+              columns: bool) -> np.ndarray:
+    """h x w float32: depth down whole columns (radar disruption) or at single pixels."""
+    if columns:
+        return geometry.radar_column_map(u, depth_m, h, w)
+    return geometry.rasterize_depth(u, v, depth_m, h, w)
+
+
+def eval_sample(frame: Frame, data_cfg, rng: np.random.Generator) -> Dict[str, Any]:
+    """The released evaluation sample of `frame` at the camera's resolution (no augmentation).
+
+    data_cfg: `Config.data`; rng picks the radar subset when there are more than
+    data_cfg.max_radar_points points. Also used for frames held in memory (tools/predict.py).
+    """
+    h, w = frame.img.shape[:2]
+    sample = {
+        "img": frame.img.transpose(2, 0, 1).astype(np.float32),
+        "radar_map": radar_map(*frame.radar_uvz, h, w, data_cfg.radar_columns)[None],
+        **radar_features(frame.radar_xyz, data_cfg.max_radar_points, rng),
+        "lidar_map": geometry.rasterize_depth(*frame.lidar_uvz, h, w)[None],
+        "K": frame.K.astype(np.float32),
+        "name": frame.name,
+    }
+    if frame.dense_depth is not None:
+        sample["dense_depth"] = frame.dense_depth[None]
+    return sample
+
+
 class RadarCameraDataset(Dataset):
     """Samples of an info file; `mode` is 'train' or 'eval' (see the module docstring)."""
 
@@ -120,8 +157,10 @@ class RadarCameraDataset(Dataset):
         else:
             raise DataFileError(f"{MAX_CONSECUTIVE_SKIPS + 1} consecutive samples from index {index} "
                                 f"are unreadable under {self.root}; check the data root")
-        build = self._train_sample if self.mode == "train" else self._eval_sample
-        sample = build(frame, rng)
+        if self.mode == "train":
+            sample = self._train_sample(frame, rng)
+        else:
+            sample = eval_sample(frame, self.cfg.data, rng)
         sample["index"] = np.int64(current)
         return sample
 
@@ -143,34 +182,6 @@ class RadarCameraDataset(Dataset):
         dense = read_dense_depth(dense_path) if dense_path.is_file() else None
         return Frame(name, img, K, lidar_uvz, radar_uvz, radar_xyz.astype(np.float32), dense)
 
-    def _radar_features(self, radar_xyz: np.ndarray, rng: np.random.Generator) -> Dict[str, Any]:
-        """radar_pts: P x 3 float32 zero padded (a random subset of P when more), radar_count."""
-        limit = self.cfg.data.max_radar_points
-        if len(radar_xyz) > limit:
-            radar_xyz = radar_xyz[np.sort(rng.choice(len(radar_xyz), limit, replace=False))]
-        pts = np.zeros((limit, 3), dtype=np.float32)
-        pts[:len(radar_xyz)] = radar_xyz
-        return {"radar_pts": pts, "radar_count": np.int64(len(radar_xyz))}
-
-    def _radar_map(self, u: np.ndarray, v: np.ndarray, depth: np.ndarray, h: int, w: int) -> np.ndarray:
-        if self.cfg.data.radar_columns:
-            return geometry.radar_column_map(u, depth, h, w)
-        return geometry.rasterize_depth(u, v, depth, h, w)
-
-    def _eval_sample(self, frame: Frame, rng: np.random.Generator) -> Dict[str, Any]:
-        h, w = frame.img.shape[:2]
-        sample = {
-            "img": frame.img.transpose(2, 0, 1).astype(np.float32),
-            "radar_map": self._radar_map(*frame.radar_uvz, h, w)[None],
-            **self._radar_features(frame.radar_xyz, rng),
-            "lidar_map": geometry.rasterize_depth(*frame.lidar_uvz, h, w)[None],
-            "K": frame.K.astype(np.float32),
-            "name": frame.name,
-        }
-        if frame.dense_depth is not None:
-            sample["dense_depth"] = frame.dense_depth[None]
-        return sample
-
     def _train_lidar(self, frame: Frame) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """In-canvas LiDAR with 0 < z < max_depth_m and the occlusion filter, file order."""
         u, v, depth = frame.lidar_uvz
@@ -190,7 +201,7 @@ class RadarCameraDataset(Dataset):
                                           for u, v, z in (lidar_uvz, frame.radar_uvz)]
             inside = geometry.in_canvas(ru, rv, rz, out_h, out_w)
             return (geometry.rasterize_depth(lu, lv, lz, out_h, out_w),
-                    self._radar_map(ru[inside], rv[inside], rz[inside], out_h, out_w))
+                    radar_map(ru[inside], rv[inside], rz[inside], out_h, out_w, columns))
         lidar_map = augment.warp_sparse_nearest(*geometry.unique_pixels(*lidar_uvz, h, w), d)
         ru, rv, rz = frame.radar_uvz
         if columns:
@@ -209,7 +220,7 @@ class RadarCameraDataset(Dataset):
         sample = {
             "img": img.transpose(2, 0, 1).astype(np.float32),
             "radar_map": radar_map[None],
-            **self._radar_features(frame.radar_xyz, rng),
+            **radar_features(frame.radar_xyz, self.cfg.data.max_radar_points, rng),
             "lidar_map": lidar_map[None],
             "K": (augment.disruption_affine(d) @ frame.K).astype(np.float32),
             "name": frame.name,

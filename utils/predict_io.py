@@ -25,7 +25,7 @@ import torch
 from datasets import geometry
 from datasets.infos import entry_path, load_infos, make_record, save_infos
 from datasets.io import DataFileError, read_image_bgr, read_radar_points
-from datasets.nuscenes_dataset import CAMERA, Frame, RadarCameraDataset
+from datasets.nuscenes_dataset import CAMERA, Frame, RadarCameraDataset, eval_sample
 from models import SpaDe
 from utils.checkpoint import load_network_state, read_checkpoint
 from utils.config import Config, apply_mapping, load_config, parse_overrides
@@ -196,17 +196,10 @@ def own_frame(image_path: str | Path, radar_path: str | Path, intrinsics_path: s
     return camera_frame(Path(image_path).stem, img, K, xyz_cam)
 
 
-class _FrameSamples(RadarCameraDataset):
-    """The dataset's eval-mode sample builder for frames held in memory (no info file)."""
-
-    def __init__(self, cfg):   # no info file, root or epoch: `_eval_sample` only reads cfg
-        self.cfg, self.mode = cfg, "eval"
-
-
 def frame_sample(frame: Frame, cfg) -> Dict[str, Any]:
     """The eval-mode sample of `frame` (radar subset, when over data.max_radar_points, seeded 0);
     `lidar_map` is all zero for own data."""
-    return _FrameSamples(cfg)._eval_sample(frame, np.random.default_rng(0))
+    return eval_sample(frame, cfg.data, np.random.default_rng(0))
 
 
 def _find_index(records, infos_path, name: Optional[str], sample_token: Optional[str]) -> int:
