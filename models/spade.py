@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.inference import InferenceOptions, fused_for
 from models.ops import NETWORK_MULTIPLE, downscale_bilinear, pad_to_network, scatter_downscale
 from models.radar_mlp import RadarEncoder
 from models.unet import UNet
@@ -22,7 +23,8 @@ class SpaDe(nn.Module):
     """Network of SPADE.md section 3; its state_dict matches the released checkpoint.
 
     radar_injection: add the radar-point embedding to the features G1 and G2 hand on
-    (ModelConfig.radar_injection).
+    (ModelConfig.radar_injection). inference_options: how `predict` runs its fused copy
+    (models/inference.py); a plain attribute, not part of the state_dict.
     """
 
     def __init__(self, radar_injection: bool = True):
@@ -32,6 +34,7 @@ class SpaDe(nn.Module):
         self.G2 = UNet(IMG_CH + RADAR_CH + FEATURE_CH)
         self.G3 = UNet(IMG_CH + RADAR_CH + FEATURE_CH)
         self.calibrated_params_encoder = RadarEncoder()
+        self.inference_options = InferenceOptions()
 
     def radar_embedding(self, radar_pts: torch.Tensor, radar_count: torch.Tensor) -> torch.Tensor:
         """radar_pts: B x K x 3 (m), radar_count: B -> B x 8 x 1 x 1 (zeros with injection off)."""
@@ -63,8 +66,15 @@ class SpaDe(nn.Module):
                 "mask_s4": m4, "mask_s2": m2, "mask_s1": m1}
 
     def predict(self, img: torch.Tensor, radar_map: torch.Tensor, radar_pts: torch.Tensor,
-                radar_count: torch.Tensor) -> torch.Tensor:
-        """Any H x W: pad as released, run `forward`, crop. Returns depth B x 1 x H x W (m)."""
+                radar_count: torch.Tensor, optimized: bool = True) -> torch.Tensor:
+        """Any H x W: pad as released, run the network, crop. Returns depth B x 1 x H x W (m).
+
+        optimized (used in eval mode only): run the cached fused depth-only copy
+        (models/inference.py), equal to `forward` up to float rounding, without gradients;
+        False, or train mode, runs `forward` itself: the reference.
+        """
+        if optimized and not self.training:
+            return fused_for(self)(img, radar_map, radar_pts, radar_count)
         h, w = img.shape[-2:]
         out = self.forward(pad_to_network(img), pad_to_network(radar_map), radar_pts, radar_count)
         return out["depth_s1"][..., :h, :w]

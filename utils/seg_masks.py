@@ -221,7 +221,9 @@ def resolve_device(device: str) -> str:
 
 def write_png_atomic(path: Path, mask: np.ndarray) -> None:
     """mask: H x W uint8 -> 8-bit single-channel PNG; a half-written file never takes `path`."""
-    ok, data = cv2.imencode(".png", mask)
+    # Fast zlib level: the training loader decodes every mask each epoch, and level 1 decodes
+    # 2-4x faster than OpenCV's default level 3 for a few per cent more bytes.
+    ok, data = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise SegMaskError(f"PNG encoding failed for {path}")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")

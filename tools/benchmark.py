@@ -1,0 +1,165 @@
+"""Benchmarks, one sub-command each; every one prints a human table, then a final JSON line.
+
+    python tools/benchmark.py data --data-root data/nuscenes --infos data/..._val.pkl --mode train --samples 20
+    python tools/benchmark.py model --device cpu --height 900 --width 1600 --batch 1 --iters 5
+    python tools/benchmark.py train --device cpu --height 256 --width 448 --batch 2 --iters 5
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+# ---- data: sample preparation (utils/bench_data.py) ---------------------------------------------
+def add_data_command(sub) -> None:
+    p = sub.add_parser("data", help="time the preparation of dataset samples on one CPU thread",
+                       description="Time RadarCameraDataset samples (image, LiDAR, radar, mask and "
+                                   "augmentation) in one process with one thread; --reference also "
+                                   "times the released code's way (devkit point classes, per-point "
+                                   "KD-tree loop, PIL augmentation) and prints the ratio. The last "
+                                   'line is JSON: {"ms_per_sample": ...}.')
+    p.add_argument("--data-root", required=True, help="nuScenes root holding samples/")
+    p.add_argument("--infos", required=True, help="info file made by tools/create_infos.py")
+    p.add_argument("--mode", choices=("train", "eval"), default="train")
+    p.add_argument("--samples", type=int, default=20, help="samples to time (cycling the file)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="calls per sample; its fastest counts (robust to other load on the machine)")
+    p.add_argument("--reference", action="store_true", help="also time the released approach")
+    p.add_argument("--config", default=None, help="YAML config (default: built-in defaults)")
+    p.add_argument("--stand-in-masks", action="store_true",
+                   help="train mode on a root without seg_mask/: time blocky stand-in masks "
+                        "written to a temporary folder")
+    p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. data.disruption=geometric")
+    p.set_defaults(run=run_data)
+
+
+def run_data(args) -> dict:
+    from utils.bench_data import benchmark_data, format_data_table
+    from utils.config import load_config
+    cfg = load_config(args.config, args.overrides)
+    result = benchmark_data(args.data_root, args.infos, args.mode, args.samples, args.reference,
+                            cfg, args.stand_in_masks, args.repeats)
+    print(format_data_table(result))
+    summary = {"ms_per_sample": round(result["ours"]["ms_per_sample"], 2),
+               "cpu_ms_per_sample": round(result["ours"]["cpu_ms_per_sample"], 2), "mode": args.mode}
+    if "reference" in result:
+        summary.update(reference_ms_per_sample=round(result["reference"]["ms_per_sample"], 2),
+                       speedup=round(result["speedup"], 2), cpu_speedup=round(result["cpu_speedup"], 2))
+    return summary
+
+
+# ---- model: SpaDe.predict, reference against fused (utils/bench_model.py) -----------------------
+def add_shape_args(p, height: int, width: int, batch: int, iters: int) -> None:
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--height", type=int, default=height, help="input height, px (default: %(default)s)")
+    p.add_argument("--width", type=int, default=width, help="input width, px (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=batch, help="batch size (default: %(default)s)")
+    p.add_argument("--iters", type=int, default=iters, help="timed rounds (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
+
+
+def add_model_command(sub) -> None:
+    p = sub.add_parser("model", help="time SpaDe.predict: the reference path against the fused one",
+                       description="Time SpaDe.predict with optimized=False (forward with BN, both "
+                                   "decoders: the reference) and the fused depth-only copy of "
+                                   "models/inference.py, interleaved in one process, on random "
+                                   "weights with randomised BN and realistic random inputs. Prints "
+                                   "medians, FPS, GFLOP, TFLOP/s, the speed-up and the largest "
+                                   'output difference; the last line is JSON: {"fused_s": ...}.')
+    add_shape_args(p, 900, 1600, 1, 5)
+    p.add_argument("--no-reference", action="store_true", help="time the fused path only")
+    p.add_argument("--checkpoint", default=None, help="weights to load instead of random ones")
+    p.add_argument("--no-channels-last", action="store_true", help="fused: NCHW tensors")
+    p.add_argument("--deconv-as-shuffle", action="store_true",
+                   help="fused: transposed convs as 1x1 conv + pixel shuffle")
+    p.add_argument("--no-fold-upsample", action="store_true",
+                   help="fused: G2/G3 stems on the materialised upsampled feature")
+    p.add_argument("--bf16", action="store_true", help="fused: bfloat16 autocast (for CUDA)")
+    p.add_argument("--compile", default="", metavar="MODE",
+                   help='fused: torch.compile mode, e.g. "default", "max-autotune-no-cudagraphs", '
+                        '"reduce-overhead" (CUDA graphs); empty = eager')
+    p.add_argument("--tf32", action="store_true", help="CUDA: allow TF32 in fp32 convs/matmuls")
+    p.add_argument("--reuse-freed-buffers", action="store_true",
+                   help="glibc keeps freed tensors for reuse, as in a process that built a "
+                        "RadarCameraDataset (eval.py): fewer page faults on CPU")
+    p.set_defaults(run=run_model)
+
+
+def run_model(args) -> dict:
+    import torch
+    from models.inference import InferenceOptions
+    from utils.bench_model import benchmark_model, format_model_table, summary
+    torch.set_num_threads(args.threads)
+    if args.reuse_freed_buffers:
+        from datasets.nuscenes_dataset import reuse_freed_buffers
+        reuse_freed_buffers()
+    options = InferenceOptions(channels_last=not args.no_channels_last,
+                               deconv_as_shuffle=args.deconv_as_shuffle,
+                               fold_upsample=not args.no_fold_upsample, bf16=args.bf16,
+                               compile_mode=args.compile)
+    result = benchmark_model(args.device, args.height, args.width, args.batch, args.iters,
+                             args.warmup, options, not args.no_reference, args.checkpoint, args.tf32)
+    print(format_model_table(result))
+    return summary(result)
+
+
+# ---- train: training-step throughput (utils/bench_train.py) -------------------------------------
+def add_train_command(sub) -> None:
+    p = sub.add_parser("train", help="time training steps: samples/s and data-time share",
+                       description="Time forward + spade_loss + backward + AdamW steps. With "
+                                   "--infos and --data-root a DataLoader over the train-mode "
+                                   "RadarCameraDataset feeds them and the time spent waiting for "
+                                   "batches is reported; otherwise one random batch is reused. The "
+                                   'last line is JSON: {"samples_per_s": ...}.')
+    add_shape_args(p, 256, 448, 2, 5)
+    p.add_argument("--infos", default=None, help="info file of the data (default: random tensors)")
+    p.add_argument("--data-root", default=None, help="nuScenes root of --infos")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers (default: %(default)s)")
+    p.add_argument("--stand-in-masks", action="store_true",
+                   help="root without seg_mask/: train on blocky stand-in masks in a temp folder")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (for CUDA)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC model and inputs")
+    p.add_argument("--config", default=None, help="YAML config (default: built-in defaults)")
+    p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. loss.mask_weight=0")
+    p.set_defaults(run=run_train)
+
+
+def run_train(args) -> dict:
+    import torch
+    from utils.bench_train import benchmark_train, format_train_table, summary
+    from utils.config import load_config
+    if (args.infos is None) != (args.data_root is None):
+        sys.exit("error: give --infos and --data-root together (or neither, for random tensors)")
+    torch.set_num_threads(args.threads)
+    from datasets.nuscenes_dataset import reuse_freed_buffers
+    reuse_freed_buffers()       # as in training, whose RadarCameraDataset sets it, also for tensors
+    result = benchmark_train(args.device, args.height, args.width, args.batch, args.iters,
+                             args.warmup, load_config(args.config, args.overrides), args.infos,
+                             args.data_root, args.workers, args.bf16, args.channels_last,
+                             args.stand_in_masks)
+    print(format_train_table(result))
+    return summary(result)
+
+
+def main(argv=None) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")         # before numpy / torch load: one thread
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_data_command(sub)
+    add_model_command(sub)
+    add_train_command(sub)
+    args = parser.parse_args(argv)
+    import torch
+    torch.set_num_threads(1)
+    print(json.dumps(args.run(args)))
+
+
+if __name__ == "__main__":
+    main()
