@@ -11,7 +11,6 @@ A sample's randomness depends only on (train.seed, epoch, index), never on the w
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from datasets.infos import entry_path, entry_poses, load_infos
 from datasets.io import (DataFileError, read_dense_depth, read_image_bgr, read_lidar_points,
                          read_radar_points, read_seg_mask, resolve_data_path)
 from datasets.occlusion import occlusion_keep, scaled_radius_px
+from datasets.workers import reuse_freed_buffers
 
 CAMERA, LIDAR, RADAR = "CAM_FRONT", "LIDAR_TOP", "RADAR_FRONT"
 # ADE20K-150 ids of the mask target: wall, building, tree, person, car, fence, bus, truck, pole,
@@ -34,22 +34,7 @@ SEG_CLASSES = (0, 1, 4, 12, 20, 32, 80, 83, 93, 102, 116, 127)
 SEG_LUT = np.isin(np.arange(256), SEG_CLASSES).astype(np.float32)   # class id -> target
 MAX_CONSECUTIVE_SKIPS = 10
 MODES = ("train", "eval")
-# glibc mallopt parameters: serve blocks up to 32 MiB from the heap, keep up to 64 MiB of freed
-# heap instead of handing it back to the OS after every sample.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_MMAP_THRESHOLD_BYTES, _TRIM_THRESHOLD_BYTES = 32 << 20, 64 << 20
 log = logging.getLogger(__name__)
-
-
-def reuse_freed_buffers() -> None:
-    """Make glibc reuse the freed arrays of the previous sample. By default each sample's ~20 MiB
-    of new arrays are mapped and zeroed by the kernel again (about 5500 page faults, a third of a
-    training sample's CPU time); with this, about one. Process-wide (loader workers inherit it);
-    a no-op without glibc's mallopt."""
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    if mallopt is not None:
-        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
-        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES)
 
 
 @dataclass

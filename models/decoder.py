@@ -7,7 +7,7 @@ registered on the owning UNet under the released names `<prefix>score<i>`, `<pre
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 from torch import nn

@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to the read-only data beside the repository (skipped when absent)."""
+"""Shared fixtures: the read-only data beside the repository (skipped when absent)."""
 from pathlib import Path
 import sys
 
@@ -23,4 +23,22 @@ def real_root() -> Path:
     path = SHARED / "nuscenes-real"
     if not (path / "v1.0-trainval").is_dir():
         pytest.skip(f"{path} is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_records(real_root) -> list:
+    """The info records of the real slice's 40 key frames (all in the official val split)."""
+    from nuscenes.nuscenes import NuScenes
+    from datasets.infos import create_infos, split_scenes
+    return create_infos(NuScenes("v1.0-trainval", str(real_root), verbose=False),
+                        split_scenes("v1.0-trainval"), progress=False)["val"]
+
+
+@pytest.fixture(scope="session")
+def real_infos(real_records, tmp_path_factory) -> Path:
+    """`real_records` saved as an info file."""
+    from datasets.infos import save_infos
+    path = tmp_path_factory.mktemp("real_infos") / "val.pkl"
+    save_infos(real_records, path)
     return path

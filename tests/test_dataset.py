@@ -10,7 +10,7 @@ from PIL import Image, ImageEnhance
 from torch.utils.data import default_collate
 
 from datasets import augment, geometry
-from datasets.infos import create_infos, entry_path, save_infos, split_scenes
+from datasets.infos import entry_path, save_infos
 from datasets.io import DataFileError, MissingSegMaskError, read_radar_points
 from datasets.nuscenes_dataset import SEG_CLASSES, RadarCameraDataset
 from datasets.occlusion import occlusion_keep
@@ -129,26 +129,12 @@ def test_disruption_draws_and_errors():
 
 # ---- the dataset on the real slice -----------------------------------------------------------------
 @pytest.fixture(scope="module")
-def records(real_root):
-    from nuscenes.nuscenes import NuScenes
-    return create_infos(NuScenes("v1.0-trainval", str(real_root), verbose=False),
-                        split_scenes("v1.0-trainval"), progress=False)["val"]
-
-
-@pytest.fixture(scope="module")
-def infos_path(records, tmp_path_factory):
-    path = tmp_path_factory.mktemp("infos") / "val.pkl"
-    save_infos(records, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def mask_dir(records, tmp_path_factory):
+def mask_dir(real_records, tmp_path_factory):
     """Left 600 columns car (20, a target class), the rest sky (2, not one)."""
     out = tmp_path_factory.mktemp("seg_mask")
     ids = np.full((900, 1600), 2, np.uint8)
     ids[:, :600] = 20
-    for record in records:
+    for record in real_records:
         name = entry_path(record["cam_infos"]["CAM_FRONT"]).split("/")[-1].rsplit(".", 1)[0]
         cv2.imwrite(str(out / f"{name}.png"), ids)
     return out
@@ -161,17 +147,17 @@ def config(**data):
     return cfg
 
 
-def test_eval_sample(infos_path, real_root, records):
-    ds = RadarCameraDataset(config(), infos_path, "eval", data_root=real_root)
+def test_eval_sample(real_infos, real_root, real_records):
+    ds = RadarCameraDataset(config(), real_infos, "eval", data_root=real_root)
     sample = ds[5]
     assert sample["img"].shape == (3, 900, 1600) and sample["img"].dtype == np.float32
-    cam = records[5]["cam_infos"]["CAM_FRONT"]
+    cam = real_records[5]["cam_infos"]["CAM_FRONT"]
     np.testing.assert_array_equal(sample["img"], cv2.imread(str(real_root / cam["filename"])).transpose(2, 0, 1))
     assert sample["lidar_map"].shape == (1, 900, 1600) and np.count_nonzero(sample["lidar_map"]) > 2000
     assert sample["lidar_map"].max() > 80          # eval: no range filter
     radar = sample["radar_map"][0]
     assert (radar == radar[:1]).all() and 30 < np.count_nonzero(radar[0]) < 80     # columns
-    n = len(read_radar_points(real_root / entry_path(records[5]["radar_infos"]["RADAR_FRONT"][0])))
+    n = len(read_radar_points(real_root / entry_path(real_records[5]["radar_infos"]["RADAR_FRONT"][0])))
     assert sample["radar_pts"].shape == (200, 3) and sample["radar_count"] == n > 40
     assert not sample["radar_pts"][n:].any() and (sample["radar_pts"][:n, 2] > 0).all()
     np.testing.assert_array_equal(sample["K"], np.array(cam["calibrated_sensor"]["camera_intrinsic"], np.float32))
@@ -179,17 +165,17 @@ def test_eval_sample(infos_path, real_root, records):
     assert "seg_target" not in sample
 
 
-def test_eval_radar_subset_is_deterministic(infos_path, real_root):
-    ds = RadarCameraDataset(config(max_radar_points=20), infos_path, "eval", data_root=real_root)
-    first, again = ds[2], RadarCameraDataset(config(max_radar_points=20), infos_path, "eval", data_root=real_root)[2]
+def test_eval_radar_subset_is_deterministic(real_infos, real_root):
+    ds = RadarCameraDataset(config(max_radar_points=20), real_infos, "eval", data_root=real_root)
+    first, again = ds[2], RadarCameraDataset(config(max_radar_points=20), real_infos, "eval", data_root=real_root)[2]
     assert first["radar_count"] == 20
     np.testing.assert_array_equal(first["radar_pts"], again["radar_pts"])
-    full = RadarCameraDataset(config(), infos_path, "eval", data_root=real_root)[2]["radar_pts"]
+    full = RadarCameraDataset(config(), real_infos, "eval", data_root=real_root)[2]["radar_pts"]
     assert set(map(tuple, first["radar_pts"])) < set(map(tuple, full))
 
 
-def test_train_sample(infos_path, real_root, mask_dir, records):
-    ds = RadarCameraDataset(config(seg_mask_dir=str(mask_dir)), infos_path, "train", data_root=real_root)
+def test_train_sample(real_infos, real_root, mask_dir, real_records):
+    ds = RadarCameraDataset(config(seg_mask_dir=str(mask_dir)), real_infos, "train", data_root=real_root)
     batch = default_collate([ds[i] for i in (0, 1)])
     assert batch["img"].shape == (2, 3, 900, 1600) and batch["lidar_map"].shape == (2, 1, 900, 1600)
     assert batch["radar_pts"].shape == (2, 200, 3) and batch["K"].shape == (2, 3, 3)
@@ -203,23 +189,23 @@ def test_train_sample(infos_path, real_root, mask_dir, records):
     # (negative focal length) it is on the right
     row = sample["seg_target"][0, 0]
     assert set(np.unique(row)) == {0.0, 1.0} and np.count_nonzero(np.diff(row)) == 1
-    K = records[3]["cam_infos"]["CAM_FRONT"]["calibrated_sensor"]["camera_intrinsic"]
+    K = real_records[3]["cam_infos"]["CAM_FRONT"]["calibrated_sensor"]["camera_intrinsic"]
     A = sample["K"].astype(np.float64) @ np.linalg.inv(K)
     edge = np.flatnonzero(np.diff(row))[0] + 1
     assert abs(edge - (A[0, 0] * 600 + A[0, 2])) <= 1
     assert row[0 if A[0, 0] > 0 else -1] == 1
-    again = RadarCameraDataset(config(seg_mask_dir=str(mask_dir)), infos_path, "train", data_root=real_root)
+    again = RadarCameraDataset(config(seg_mask_dir=str(mask_dir)), real_infos, "train", data_root=real_root)
     for key, value in again[3].items():
         np.testing.assert_array_equal(value, sample[key])
     ds.set_epoch(1)
     assert not np.array_equal(ds[3]["img"], sample["img"])
 
 
-def test_samples_reuse_freed_buffers(infos_path, real_root):
+def test_samples_reuse_freed_buffers(real_infos, real_root):
     """After warm-up a train sample costs about no page faults (about 5500 without
     reuse_freed_buffers: every array mapped and zeroed anew)."""
     import resource
-    ds = RadarCameraDataset(config(mask_supervision=False), infos_path, "train", data_root=real_root)
+    ds = RadarCameraDataset(config(mask_supervision=False), real_infos, "train", data_root=real_root)
     for index in (0, 1, 0):
         ds[index]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -228,9 +214,9 @@ def test_samples_reuse_freed_buffers(infos_path, real_root):
     assert (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3 < 500
 
 
-def test_train_geometric_radar_points_follow_k(infos_path, real_root):
+def test_train_geometric_radar_points_follow_k(real_infos, real_root):
     """'geometric' projects through K_out: radar columns are exactly where K_out puts the points."""
-    ds = RadarCameraDataset(config(mask_supervision=False, disruption="geometric"), infos_path, "train",
+    ds = RadarCameraDataset(config(mask_supervision=False, disruption="geometric"), real_infos, "train",
                             data_root=real_root)
     for index in (0, 7):
         sample = ds[index]
@@ -241,12 +227,12 @@ def test_train_geometric_radar_points_follow_k(infos_path, real_root):
         assert "seg_target" not in sample
 
 
-def test_train_point_radar_and_none(infos_path, real_root):
+def test_train_point_radar_and_none(real_infos, real_root):
     cfg = config(mask_supervision=False, radar_columns=False, disruption="none", height=896, width=1600)
-    sample = RadarCameraDataset(cfg, infos_path, "train", data_root=real_root)[4]
+    sample = RadarCameraDataset(cfg, real_infos, "train", data_root=real_root)[4]
     radar = sample["radar_map"][0]
     assert 0 < np.count_nonzero(radar) <= sample["radar_count"]
-    eval_K = RadarCameraDataset(config(), infos_path, "eval", data_root=real_root)[4]["K"]
+    eval_K = RadarCameraDataset(config(), real_infos, "eval", data_root=real_root)[4]["K"]
     np.testing.assert_allclose(sample["K"][1, 2], eval_K[1, 2] - 2)      # centre crop 900 -> 896
     u, v, depth = geometry.project_points(sample["K"], sample["radar_pts"][:sample["radar_count"]])
     inside = geometry.in_canvas(u, v, depth, 896, 1600)
@@ -254,34 +240,34 @@ def test_train_point_radar_and_none(infos_path, real_root):
     np.testing.assert_allclose(radar, expected, rtol=1e-6)
 
 
-def test_seg_target_classes(infos_path, real_root, records, tmp_path):
+def test_seg_target_classes(real_infos, real_root, real_records, tmp_path):
     """Every ADE20K id 0..149 in the mask: the target is 1 exactly on SPADE.md's twelve classes."""
     ids = np.tile(np.repeat(np.arange(160, dtype=np.uint8), 10), (900, 1))[:, :1600]
-    name = entry_path(records[0]["cam_infos"]["CAM_FRONT"]).split("/")[-1][:-4]
+    name = entry_path(real_records[0]["cam_infos"]["CAM_FRONT"]).split("/")[-1][:-4]
     cv2.imwrite(str(tmp_path / f"{name}.png"), ids)
-    ds = RadarCameraDataset(config(seg_mask_dir=str(tmp_path), disruption="none"), infos_path, "train",
+    ds = RadarCameraDataset(config(seg_mask_dir=str(tmp_path), disruption="none"), real_infos, "train",
                             data_root=real_root)
     target = ds[0]["seg_target"][0]
     np.testing.assert_array_equal(target, np.isin(ids, SEG_CLASSES).astype(np.float32))
     assert sorted(set(ids[0][target[0] == 1])) == sorted(SEG_CLASSES)
 
 
-def test_missing_mask_names_path_and_tool(infos_path, real_root, tmp_path):
-    ds = RadarCameraDataset(config(seg_mask_dir=str(tmp_path)), infos_path, "train", data_root=real_root)
+def test_missing_mask_names_path_and_tool(real_infos, real_root, tmp_path):
+    ds = RadarCameraDataset(config(seg_mask_dir=str(tmp_path)), real_infos, "train", data_root=real_root)
     with pytest.raises(MissingSegMaskError, match=r"gen_seg_masks\.py") as err:
         ds[0]
     assert str(tmp_path) in str(err.value) and "mask_supervision" in str(err.value)
 
 
 # ---- bad files, dense depth: a small root of links into the slice ----------------------------------
-def small_root(tmp_path, real_root, records, n=3):
-    for record in records[:n]:
+def small_root(tmp_path, real_root, real_records, n=3):
+    for record in real_records[:n]:
         for entry in (record["cam_infos"]["CAM_FRONT"], record["lidar_infos"]["LIDAR_TOP"],
                       record["radar_infos"]["RADAR_FRONT"][0]):
             link = tmp_path / entry_path(entry)
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(real_root / entry_path(entry))
-    save_infos(records[:n], tmp_path / "infos.pkl")
+    save_infos(real_records[:n], tmp_path / "infos.pkl")
     return tmp_path / "infos.pkl"
 
 
@@ -296,10 +282,10 @@ def corrupt(path, how):
 @pytest.mark.parametrize("sensor,how", [("CAM_FRONT", "garbage"), ("CAM_FRONT", "truncated"),
                                         ("LIDAR_TOP", "odd_size"), ("RADAR_FRONT", "truncated"),
                                         ("RADAR_FRONT", "missing")])
-def test_bad_file(tmp_path, real_root, records, sensor, how, caplog):
-    infos = small_root(tmp_path, real_root, records)
-    entries = {"CAM_FRONT": records[0]["cam_infos"]["CAM_FRONT"], "LIDAR_TOP": records[0]["lidar_infos"]["LIDAR_TOP"],
-               "RADAR_FRONT": records[0]["radar_infos"]["RADAR_FRONT"][0]}
+def test_bad_file(tmp_path, real_root, real_records, sensor, how, caplog):
+    infos = small_root(tmp_path, real_root, real_records)
+    entries = {"CAM_FRONT": real_records[0]["cam_infos"]["CAM_FRONT"], "LIDAR_TOP": real_records[0]["lidar_infos"]["LIDAR_TOP"],
+               "RADAR_FRONT": real_records[0]["radar_infos"]["RADAR_FRONT"][0]}
     recorded = entry_path(entries[sensor])
     corrupt(tmp_path / recorded, how)
     with pytest.raises(DataFileError, match=re.escape(recorded)):
@@ -313,9 +299,9 @@ def test_bad_file(tmp_path, real_root, records, sensor, how, caplog):
     assert sample["index"] == 1 and ds.num_skipped == 1 and recorded in caplog.text
 
 
-def test_dense_depth(tmp_path, real_root, records):
-    infos = small_root(tmp_path, real_root, records, n=1)
-    name = entry_path(records[0]["cam_infos"]["CAM_FRONT"]).split("/")[-1][:-4]
+def test_dense_depth(tmp_path, real_root, real_records):
+    infos = small_root(tmp_path, real_root, real_records, n=1)
+    name = entry_path(real_records[0]["cam_infos"]["CAM_FRONT"]).split("/")[-1][:-4]
     depth_mm = np.tile(np.linspace(1000, 65000, 1600).astype(np.uint16), (900, 1))
     (tmp_path / "depth_dense").mkdir()
     cv2.imwrite(str(tmp_path / "depth_dense" / f"{name}.png"), depth_mm)
@@ -328,7 +314,7 @@ def test_dense_depth(tmp_path, real_root, records):
     np.testing.assert_array_equal(trained["lidar_map"][0], np.where(dense < 80, dense, 0))
 
 
-def test_benchmark_tool_prints_json(infos_path, real_root, capsys):
+def test_benchmark_tool_prints_json(real_infos, real_root, capsys):
     import json
 
     import torch
@@ -336,7 +322,7 @@ def test_benchmark_tool_prints_json(infos_path, real_root, capsys):
     from tools import benchmark
     threads = torch.get_num_threads(), cv2.getNumThreads()
     try:
-        benchmark.main(["data", "--data-root", str(real_root), "--infos", str(infos_path), "--mode", "train",
+        benchmark.main(["data", "--data-root", str(real_root), "--infos", str(real_infos), "--mode", "train",
                         "--samples", "2", "--repeats", "1", "--reference", "--stand-in-masks"])
     finally:                                   # the tool pins one thread: give the others back
         torch.set_num_threads(threads[0])

@@ -13,7 +13,7 @@ from nuscenes.utils.data_classes import RadarPointCloud
 from pyquaternion import Quaternion
 
 from datasets import geometry
-from datasets.infos import create_infos, entry_path, entry_poses, save_infos, split_scenes
+from datasets.infos import entry_path, entry_poses
 from models import SpaDe
 from tools import export_onnx, predict
 from utils.config import Config
@@ -42,20 +42,6 @@ def model(ckpt):
     return net.eval()
 
 
-@pytest.fixture(scope="module")
-def records(real_root):
-    from nuscenes.nuscenes import NuScenes
-    return create_infos(NuScenes("v1.0-trainval", str(real_root), verbose=False),
-                        split_scenes("v1.0-trainval"), progress=False)["val"]
-
-
-@pytest.fixture(scope="module")
-def infos_path(records, tmp_path_factory):
-    path = tmp_path_factory.mktemp("infos") / "val.pkl"
-    save_infos(records, path)
-    return path
-
-
 def small_image(tmp_path, name="street.png"):
     rng = np.random.default_rng(3)
     img = cv2.GaussianBlur(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), (9, 9), 3)
@@ -73,12 +59,12 @@ K_SMALL = [[200.0, 0.0, 200.0], [0.0, 200.0, 112.5], [0.0, 0.0, 1.0]]
 
 
 # ---- nuScenes frames: predict.py == eval.py --save-pred ------------------------------------------
-def test_predict_equals_eval_save_pred(ckpt, infos_path, real_root, tmp_path, capsys):
+def test_predict_equals_eval_save_pred(ckpt, real_infos, real_root, tmp_path, capsys):
     eval_script = importlib.import_module("eval")
-    eval_script.main(["-m", str(ckpt), "--infos", str(infos_path), "--data-root", str(real_root),
+    eval_script.main(["-m", str(ckpt), "--infos", str(real_infos), "--data-root", str(real_root),
                       "--max-samples", "1", "--save-pred", str(tmp_path / "eval"), "--quiet",
                       "data.num_workers=0"])
-    predict.main(["-m", str(ckpt), "--data-root", str(real_root), "--infos", str(infos_path),
+    predict.main(["-m", str(ckpt), "--data-root", str(real_root), "--infos", str(real_infos),
                   "--index", "0", "--out", str(tmp_path / "pred")])
     (written,) = (tmp_path / "eval").glob("*.png")
     ours = cv2.imread(str(tmp_path / "pred" / written.name), cv2.IMREAD_UNCHANGED)
@@ -91,22 +77,22 @@ def test_predict_equals_eval_save_pred(ckpt, infos_path, real_root, tmp_path, ca
     assert "1600 x 900" in capsys.readouterr().out
 
 
-def test_nuscenes_frame_selectors_agree(records, infos_path, real_root):
+def test_nuscenes_frame_selectors_agree(real_records, real_infos, real_root):
     """--index, --name, --sample-token (in the info file, and through the devkit tables) pick the
     same frame and build the same inputs."""
     cfg = Config()
-    record = records[0]
+    record = real_records[0]
     name = entry_path(record["cam_infos"]["CAM_FRONT"]).split("/")[-1].rsplit(".", 1)[0]
-    by_index = nuscenes_sample(cfg, real_root, infos_path=infos_path, index=0)
-    others = [nuscenes_sample(cfg, real_root, infos_path=infos_path, name=name),
-              nuscenes_sample(cfg, real_root, infos_path=infos_path, sample_token=record["sample_token"]),
+    by_index = nuscenes_sample(cfg, real_root, infos_path=real_infos, index=0)
+    others = [nuscenes_sample(cfg, real_root, infos_path=real_infos, name=name),
+              nuscenes_sample(cfg, real_root, infos_path=real_infos, sample_token=record["sample_token"]),
               nuscenes_sample(cfg, real_root, sample_token=record["sample_token"])]
     assert by_index["name"] == name and by_index["radar_count"] > 0
     for other in others:
         for key in ("img", "radar_map", "radar_pts", "radar_count", "K"):
             np.testing.assert_array_equal(other[key], by_index[key])
     with pytest.raises(PredictInputError, match="no record with sample token nope"):
-        nuscenes_sample(cfg, real_root, infos_path=infos_path, sample_token="nope")
+        nuscenes_sample(cfg, real_root, infos_path=real_infos, sample_token="nope")
     with pytest.raises(PredictInputError, match="not in v1.0-trainval"):
         nuscenes_sample(cfg, real_root, sample_token="nope")
 
@@ -162,11 +148,11 @@ def test_own_data_cli(ckpt, model, tmp_path):
                                   np.rint(depth_m * 1000) / 1000)
 
 
-def test_pcd_with_extrinsics_equals_camera_frame_points(records, real_root, tmp_path):
+def test_pcd_with_extrinsics_equals_camera_frame_points(real_records, real_root, tmp_path):
     """A real RADAR_FRONT .pcd + radar->camera extrinsics (as a matrix and as a quaternion) gives
     the inputs of the same points transformed beforehand and saved as camera-frame .npy; the
     points are those of the devkit's RadarPointCloud with its default filters."""
-    record = records[5]
+    record = real_records[5]
     radar = record["radar_infos"]["RADAR_FRONT"][0]
     pcd = real_root / entry_path(radar)
     radar2ego, _ = entry_poses(radar)

@@ -97,7 +97,7 @@ def run_model(args) -> dict:
     from utils.bench_model import benchmark_model, format_model_table, summary
     torch.set_num_threads(args.threads)
     if args.reuse_freed_buffers:
-        from datasets.nuscenes_dataset import reuse_freed_buffers
+        from datasets.workers import reuse_freed_buffers
         reuse_freed_buffers()
     options = InferenceOptions(channels_last=not args.no_channels_last,
                                deconv_as_shuffle=args.deconv_as_shuffle,
@@ -137,7 +137,7 @@ def run_train(args) -> dict:
     if (args.infos is None) != (args.data_root is None):
         sys.exit("error: give --infos and --data-root together (or neither, for random tensors)")
     torch.set_num_threads(args.threads)
-    from datasets.nuscenes_dataset import reuse_freed_buffers
+    from datasets.workers import reuse_freed_buffers
     reuse_freed_buffers()       # as in training, whose RadarCameraDataset sets it, also for tensors
     result = benchmark_train(args.device, args.height, args.width, args.batch, args.iters,
                              args.warmup, load_config(args.config, args.overrides), args.infos,

@@ -46,11 +46,12 @@ def loader_batches(cfg: Config, infos: str, data_root: str, batch: int, workers:
                    pin: bool) -> Iterator[Dict[str, torch.Tensor]]:
     """Endless batches of a train-mode RadarCameraDataset (shuffled, new epoch when exhausted)."""
     from datasets.nuscenes_dataset import RadarCameraDataset
+    from datasets.workers import worker_options
     dataset = RadarCameraDataset(cfg, infos, "train", data_root=data_root)
     if len(dataset) < batch:
         raise ValueError(f"{infos} has {len(dataset)} samples, fewer than one batch of {batch}")
-    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
-                        drop_last=True, pin_memory=pin, persistent_workers=workers > 0)
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, pin_memory=pin,
+                        **worker_options(workers, persistent=True))
     for epoch in itertools.count():
         dataset.set_epoch(epoch)
         yield from loader

@@ -35,13 +35,18 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        log.warning("%s holds Python objects beyond tensors; loading it fully (only do this "
-                    "for files you trust)", path)
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # corrupt zip, truncated file, ...
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+        try:
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if "Weights only load failed" not in str(exc):
+                raise
+            ckpt = torch.load(path, map_location=map_location, weights_only=False)
+            log.warning("%s holds Python objects beyond tensors and was loaded fully (only do "
+                        "this for files you trust)", path)
+    except Exception as exc:  # not a torch file, corrupt zip, truncated file, ...
+        raise CheckpointError(f"cannot read checkpoint {path} ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); is it a "
+                              "file written by torch.save?") from exc
     if isinstance(ckpt, dict) and "network" not in ckpt and "state_dict" in ckpt:
         ckpt = {**ckpt, "network": ckpt["state_dict"]}
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("network"), Mapping):

@@ -78,6 +78,7 @@ class TrainConfig:
     image_every: int = 500                       # TensorBoard pictures every N steps (0 = never)
     ckpt_every: int = 0                          # also write latest.ckpt every N steps (0 = only
                                                  # at epoch ends and at the end of training)
+    keep_epoch_ckpts: int = 0                    # keep the last N epoch_NNN.ckpt (0 = all)
     out_dir: str = "runs/spade"
     resume: str = ""                             # path of a checkpoint to continue from
 

@@ -89,7 +89,7 @@ def export_onnx(model: nn.Module, path: str | Path, height: int, width: int,
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    graph = PredictGraph(model)
+    graph = PredictGraph(model).eval()
     example = check_inputs(height, width, max_points)   # batch 2: torch.export keeps B symbolic
     batch = torch.export.Dim("batch")
     with torch.no_grad():

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from datasets.infos import load_infos
 from datasets.io import ROOT_HINT, DataFileError, read_image_bgr, resolve_data_path
+from datasets.workers import worker_options
 
 DEFAULT_MODEL = "nvidia/segformer-b5-finetuned-ade-640-640"
 DEFAULT_INPUT_HW = (640, 640)                      # the default checkpoint's processor size
@@ -265,8 +266,8 @@ def generate_masks(images: Sequence[Path], out_dir: Path, segmenter: Segmenter,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pending = [p for p in images if not mask_path(out_dir, p).is_file()]
-    loader = DataLoader(_ImageFiles(pending), batch_size=batch_size, num_workers=workers,
-                        collate_fn=list)
+    loader = DataLoader(_ImageFiles(pending), batch_size=batch_size, collate_fn=list,
+                        **worker_options(workers))
     with tqdm(total=len(images), initial=len(images) - len(pending), unit="img",
               desc="seg masks", disable=not progress) as bar:
         for batch in loader:

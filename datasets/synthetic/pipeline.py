@@ -58,7 +58,8 @@ def generate(cfg: SyntheticConfig, root: Path, overwrite: bool = False, progress
         results = map(_render_task, tasks)
         pool = None
     else:
-        pool = multiprocessing.Pool(cfg.workers, _init_worker, (cfg, root))
+        # spawn, not fork: a forked child can hang in its first OpenCV call (datasets/workers.py)
+        pool = multiprocessing.get_context("spawn").Pool(cfg.workers, _init_worker, (cfg, root))
         results = pool.imap(_render_task, tasks)
     try:
         for task, result in zip(tasks, results):
