@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
-from utils.config import load_config
+from datasets.io import DataFileError
+from utils.checkpoint import CheckpointError
+from utils.config import ConfigError, load_config
 from utils.distributed import cleanup
-from utils.train_loop import train
+from utils.train_loop import NonFiniteLossError, train
 
 EPILOG = """examples:
   python train_DDP.py --config configs/synthetic_demo.yaml
@@ -32,6 +35,8 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         train(load_config(args.config, overrides))
+    except (ConfigError, CheckpointError, DataFileError, FileNotFoundError, NonFiniteLossError) as error:
+        sys.exit(f"error: {error}")      # the message names the file or key and the fix
     finally:
         cleanup()
 
