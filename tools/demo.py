@@ -110,7 +110,8 @@ def demo_panel(model: SpaDe, val_set: RadarCameraDataset, index: int, max_depth_
 def main(argv=None) -> Dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(REPO / "configs" / "synthetic_demo.yaml"))
+    parser.add_argument("--config", default=str(REPO / "configs" / "synthetic_demo.yaml"),
+                        help="config of the run (default: configs/synthetic_demo.yaml)")
     parser.add_argument("--out", default="outputs/demo", help="metrics.json and panel.png go here")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_args(argv)
