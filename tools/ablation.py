@@ -23,12 +23,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # as tools/demo.py: robust
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets.nuscenes_dataset import RadarCameraDataset  # noqa: E402
-from models import SpaDe  # noqa: E402
-from tools.demo import ensure_world, prepare_run  # noqa: E402
-from utils.checkpoint import load_network  # noqa: E402
+from tools.demo import ensure_world, trained_model  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.evaluate import evaluate, format_table, model_predictor  # noqa: E402
-from utils.train_loop import train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ABLATIONS = REPO / "configs" / "ablation"
@@ -47,11 +44,7 @@ def changes(path: Path) -> str:
 def run_one(path: Path, overrides: List[str]) -> Dict[str, Any]:
     cfg = load_config(path, overrides)
     ensure_world(cfg)
-    if not prepare_run(cfg):
-        train(cfg)
-    model = SpaDe(radar_injection=cfg.model.radar_injection)
-    load_network(model, Path(cfg.train.out_dir) / "checkpoints" / "latest.ckpt")
-    summary = evaluate(model_predictor(model, cfg.eval.optimized),
+    summary = evaluate(model_predictor(trained_model(cfg), cfg.eval.optimized),
                        RadarCameraDataset(cfg, cfg.data.val_infos, mode="eval"),
                        batch_size=cfg.eval.batch_size, ranges_m=cfg.eval.ranges_m, desc=path.stem)["summary"]
     print(format_table(summary, title=f"== {path.stem}"))

@@ -88,6 +88,17 @@ def prepare_run(cfg: Config) -> bool:
     return False
 
 
+def trained_model(cfg: Config) -> SpaDe:
+    """SpaDe trained per `cfg` in train.out_dir (trained now unless that run is finished)."""
+    if prepare_run(cfg):
+        log.info("%s already holds the finished run of this config; evaluating it", cfg.train.out_dir)
+    else:
+        train(cfg)
+    model = SpaDe(radar_injection=cfg.model.radar_injection)
+    load_network(model, Path(cfg.train.out_dir) / "checkpoints" / "latest.ckpt")
+    return model.eval()
+
+
 def fit_row_median(cfg: Config) -> RowMedianDepth:
     """Per-row median of the training set's LiDAR (eval-mode maps: native size, no filters)."""
     train_set = RadarCameraDataset(cfg, cfg.data.train_infos, mode="eval")
@@ -121,14 +132,8 @@ def main(argv=None) -> Dict[str, Any]:
     out = Path(args.out)
     ensure_world(cfg)
     world_s = time.perf_counter() - start
-    if prepare_run(cfg):
-        log.info("%s already holds the finished run of this config; evaluating it", cfg.train.out_dir)
-    else:
-        train(cfg)
+    model = trained_model(cfg)
     train_s = time.perf_counter() - start - world_s
-
-    model = SpaDe(radar_injection=cfg.model.radar_injection)
-    load_network(model, Path(cfg.train.out_dir) / "checkpoints" / "latest.ckpt")
     val_set = RadarCameraDataset(cfg, cfg.data.val_infos, mode="eval")
     row_median = fit_row_median(cfg)
     no_radar_m = float(row_median.row_m.median())      # radar baseline of an image without radar

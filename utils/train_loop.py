@@ -275,7 +275,8 @@ def train(cfg: Config, stop_after: int = 0) -> Dict[str, Any]:
                     nonfinite_in_row += 1
                     logger.message(f"step {step}: non-finite loss or gradient, step skipped "
                                    f"({nonfinite_in_row} in a row, {nonfinite_total} in all)")
-                values = {k: float(v.detach()) for k, v in terms.items()}
+                # one device-to-host copy for all terms (a float() per term syncs the GPU each time)
+                values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist()))
                 history.append(values)
                 logger.step(step, epoch, lr, values, data_s, skipped=not ok)
                 if cfg.train.image_every and (step + 1) % cfg.train.image_every == 0:
