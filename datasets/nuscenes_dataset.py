@@ -61,6 +61,16 @@ def _camera_points(record: Dict[str, Any], entry: Dict[str, Any], xyz: np.ndarra
     return xyz_cam, (u[keep], v[keep], depth[keep])
 
 
+def image_chw(img: np.ndarray) -> np.ndarray:
+    """img: H x W x 3 uint8 -> 3 x H x W uint8 (planes written by cv2.split: 0.2 ms at 900 x 1600,
+    where NumPy's strided copy takes about 3 ms and a float32 copy 1.1 ms). The image stays uint8 up
+    to the model, which converts it on its own device: a quarter of the bytes through the loader's
+    shared memory, pinning and host-to-device copy."""
+    out = np.empty((3, *img.shape[:2]), dtype=np.uint8)
+    cv2.split(img, list(out))
+    return out
+
+
 def radar_features(radar_xyz: np.ndarray, max_points: int, rng: np.random.Generator) -> Dict[str, Any]:
     """radar_pts: P x 3 float32 zero padded (a random subset of P when more), radar_count."""
     if len(radar_xyz) > max_points:
@@ -86,7 +96,7 @@ def eval_sample(frame: Frame, data_cfg, rng: np.random.Generator) -> Dict[str, A
     """
     h, w = frame.img.shape[:2]
     sample = {
-        "img": frame.img.transpose(2, 0, 1).astype(np.float32),
+        "img": image_chw(frame.img),
         "radar_map": radar_map(*frame.radar_uvz, h, w, data_cfg.radar_columns)[None],
         **radar_features(frame.radar_xyz, data_cfg.max_radar_points, rng),
         "lidar_map": geometry.rasterize_depth(*frame.lidar_uvz, h, w)[None],
@@ -203,7 +213,7 @@ class RadarCameraDataset(Dataset):
         lidar_map, radar_map = self._sparse_maps(frame, lidar_uvz, d)
         img = augment.warp_image(frame.img, d)
         sample = {
-            "img": img.transpose(2, 0, 1).astype(np.float32),
+            "img": image_chw(img),
             "radar_map": radar_map[None],
             **radar_features(frame.radar_xyz, self.cfg.data.max_radar_points, rng),
             "lidar_map": lidar_map[None],

@@ -221,8 +221,9 @@ def _upsample4(feature: torch.Tensor) -> torch.Tensor:
 class FusedSpaDe(nn.Module):
     """Depth-only SpaDe for inference, built from an eval-mode `SpaDe` (see the module docstring).
 
-    forward(img, radar_map, radar_pts, radar_count) on any H x W (B x 3 x H x W BGR 0..255,
-    B x 1 x H x W m, B x K x 3 m, B int64) -> depth B x 1 x H x W (m, float32).
+    forward(img, radar_map, radar_pts, radar_count) on any H x W (B x 3 x H x W BGR 0..255, uint8
+    or float, copied into a float32 input buffer; B x 1 x H x W m, B x K x 3 m, B int64)
+    -> depth B x 1 x H x W (m, float32).
     """
 
     def __init__(self, model: nn.Module, options: InferenceOptions = InferenceOptions()):

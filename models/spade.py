@@ -44,8 +44,9 @@ class SpaDe(nn.Module):
 
     def forward(self, img: torch.Tensor, radar_map: torch.Tensor, radar_pts: torch.Tensor,
                 radar_count: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """img: B x 3 x H x W BGR 0..255; radar_map: B x 1 x H x W (m); radar_pts: B x K x 3 (m);
-        radar_count: B int64; H, W multiples of 256 (see `pad_to_network`).
+        """img: B x 3 x H x W BGR 0..255 (uint8, as the dataset gives it, or float);
+        radar_map: B x 1 x H x W (m); radar_pts: B x K x 3 (m); radar_count: B int64;
+        H, W multiples of 256 (see `pad_to_network`).
 
         Returns depth_s{4,2,1} (m, >= 0) and mask_s{4,2,1} (0..1), each B x 1 x H/s x W/s.
         """
@@ -54,6 +55,7 @@ class SpaDe(nn.Module):
             raise ValueError(f"SpaDe.forward needs H and W that are multiples of "
                              f"{NETWORK_MULTIPLE}, got {h}x{w}; pad with models.pad_to_network "
                              f"or call SpaDe.predict, which pads and crops")
+        img = img if img.is_floating_point() else img.float()
         emb = self.radar_embedding(radar_pts, radar_count)
         x4 = [downscale_bilinear(img, 4), scatter_downscale(radar_map, 4)]
         d4, m4, f4 = self.G1(torch.cat(x4, 1))

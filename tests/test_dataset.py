@@ -150,7 +150,7 @@ def config(**data):
 def test_eval_sample(real_infos, real_root, real_records):
     ds = RadarCameraDataset(config(), real_infos, "eval", data_root=real_root)
     sample = ds[5]
-    assert sample["img"].shape == (3, 900, 1600) and sample["img"].dtype == np.float32
+    assert sample["img"].shape == (3, 900, 1600) and sample["img"].dtype == np.uint8
     cam = real_records[5]["cam_infos"]["CAM_FRONT"]
     np.testing.assert_array_equal(sample["img"], cv2.imread(str(real_root / cam["filename"])).transpose(2, 0, 1))
     assert sample["lidar_map"].shape == (1, 900, 1600) and np.count_nonzero(sample["lidar_map"]) > 2000
@@ -180,9 +180,10 @@ def test_train_sample(real_infos, real_root, mask_dir, real_records):
     assert batch["img"].shape == (2, 3, 900, 1600) and batch["lidar_map"].shape == (2, 1, 900, 1600)
     assert batch["radar_pts"].shape == (2, 200, 3) and batch["K"].shape == (2, 3, 3)
     sample = ds[3]
-    for key in ("img", "radar_map", "radar_pts", "lidar_map", "seg_target", "K"):
+    for key in ("radar_map", "radar_pts", "lidar_map", "seg_target", "K"):
         assert sample[key].dtype == np.float32, key
-    assert 0 <= sample["img"].min() and sample["img"].max() <= 255
+    assert sample["img"].dtype == np.uint8 and sample["img"].flags.c_contiguous
+    assert sample["img"].min() < 30 and sample["img"].max() > 220     # colours changed, not flattened
     lidar = sample["lidar_map"]
     assert 0 <= lidar.min() and lidar.max() < 80 and np.count_nonzero(lidar) > 1500
     # the car block (source columns < 600) ends where A = K_out K^-1 puts column 600; flipped
@@ -232,8 +233,9 @@ def test_train_point_radar_and_none(real_infos, real_root):
     sample = RadarCameraDataset(cfg, real_infos, "train", data_root=real_root)[4]
     radar = sample["radar_map"][0]
     assert 0 < np.count_nonzero(radar) <= sample["radar_count"]
-    eval_K = RadarCameraDataset(config(), real_infos, "eval", data_root=real_root)[4]["K"]
-    np.testing.assert_allclose(sample["K"][1, 2], eval_K[1, 2] - 2)      # centre crop 900 -> 896
+    full = RadarCameraDataset(config(), real_infos, "eval", data_root=real_root)[4]
+    np.testing.assert_allclose(sample["K"][1, 2], full["K"][1, 2] - 2)      # centre crop 900 -> 896
+    np.testing.assert_array_equal(sample["img"], full["img"][:, 2:898])   # planes of a crop view
     u, v, depth = geometry.project_points(sample["K"], sample["radar_pts"][:sample["radar_count"]])
     inside = geometry.in_canvas(u, v, depth, 896, 1600)
     expected = geometry.rasterize_depth(u[inside], v[inside], depth[inside], 896, 1600)

@@ -103,6 +103,16 @@ def test_fused_equals_reference(model, inputs, reference, options):
     assert again.shape == (1, 1, 224, 390) and (again - fresh).abs().max() < TOL_M
 
 
+def test_uint8_image_gives_the_float_result(model, inputs, reference):
+    """The dataset's uint8 image and the same values as float32 give the same depth on both paths."""
+    img8 = inputs[0].to(torch.uint8)
+    assert torch.equal(img8.float(), inputs[0]) and inputs[0].max() > 250
+    with torch.inference_mode():
+        reference8 = model.predict(img8, *inputs[1:], optimized=False)
+        fused8, fused = model.predict(img8, *inputs[1:]), model.predict(*inputs)
+    assert torch.equal(reference8, reference) and torch.equal(fused8, fused)
+
+
 def test_predict_uses_cache_and_follows_weight_changes():
     torch.manual_seed(3)
     net = randomize_bn(SpaDe(), seed=3).eval()

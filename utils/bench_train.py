@@ -31,14 +31,14 @@ INPUT_KEYS = ("img", "radar_map", "radar_pts", "radar_count")
 
 
 def synthetic_batches(batch: int, height: int, width: int) -> Iterator[Dict[str, torch.Tensor]]:
-    """The same random batch forever: inputs as `realistic_inputs`, LiDAR labels on 5% of the
-    pixels, a 0/1 semantic target."""
+    """The same random batch forever: inputs as `realistic_inputs` (the image as uint8, like the
+    dataset's), LiDAR labels on 5% of the pixels, a 0/1 semantic target."""
     img, radar, pts, count = realistic_inputs(batch, height, width)
     g = torch.Generator().manual_seed(1)
     lidar = torch.rand(batch, 1, height, width, generator=g) * 78 + 1
     lidar[torch.rand(lidar.shape, generator=g) > 0.05] = 0
     seg = (torch.rand(batch, 1, height, width, generator=g) > 0.5).float()
-    return itertools.repeat({"img": img, "radar_map": radar, "radar_pts": pts,
+    return itertools.repeat({"img": img.to(torch.uint8), "radar_map": radar, "radar_pts": pts,
                              "radar_count": count, "lidar_map": lidar, "seg_target": seg})
 
 

@@ -76,8 +76,9 @@ def check_inputs(height: int, width: int, max_points: int = 200,
     cfg.data.max_radar_points, cfg.data.radar_columns = max_points, radar_columns
     with_radar = frame_sample(synthetic_frame(height, width), cfg)
     no_radar = frame_sample(synthetic_frame(height, width, num_points=0), cfg)
-    return {name: torch.from_numpy(np.stack([with_radar[name], no_radar[name]]))
-            for name in INPUT_NAMES}
+    batch = {name: torch.from_numpy(np.stack([with_radar[name], no_radar[name]])) for name in INPUT_NAMES}
+    batch["img"] = batch["img"].float()          # the exported graph takes a float32 image
+    return batch
 
 
 def export_onnx(model: nn.Module, path: str | Path, height: int, width: int,
