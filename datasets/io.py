@@ -100,6 +100,14 @@ def _radar_table(raw: bytes, path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype, count=count, offset=pos)
 
 
+def radar_kept(table: np.ndarray) -> np.ndarray:
+    """N bool: the radar records (structured array with nuScenes' fields) that the devkit's
+    `RadarPointCloud.from_file` keeps with its default state filters."""
+    return (np.isin(table["invalid_state"], RADAR_INVALID_STATES)
+            & np.isin(table["dyn_prop"], RADAR_DYNPROP_STATES)
+            & np.isin(table["ambig_state"], RADAR_AMBIG_STATES))
+
+
 def read_radar_points(path: str | Path) -> np.ndarray:
     """N x 3 float32 sensor-frame xyz (m) of a radar `.pcd`, filtered like the devkit's
     `RadarPointCloud.from_file` defaults (vectorised; an all-NaN first point means empty)."""
@@ -107,9 +115,7 @@ def read_radar_points(path: str | Path) -> np.ndarray:
     table = _radar_table(_read_bytes(path, "radar point cloud"), path)
     try:
         xyz = np.stack([table["x"], table["y"], table["z"]], axis=1).astype(np.float32)
-        keep = (np.isin(table["invalid_state"], RADAR_INVALID_STATES)
-                & np.isin(table["dyn_prop"], RADAR_DYNPROP_STATES)
-                & np.isin(table["ambig_state"], RADAR_AMBIG_STATES))
+        keep = radar_kept(table)
     except ValueError as err:
         raise DataFileError(f"radar point cloud {path} lacks a nuScenes radar field ({err})") from None
     if len(table) == 0 or np.isnan(xyz[0]).any():

@@ -80,8 +80,8 @@ CLOTHES = np.array([[0.15, 0.15, 0.18], [0.45, 0.3, 0.15], [0.7, 0.7, 0.72], [0.
 SKINS = np.array([[0.55, 0.65, 0.85], [0.4, 0.5, 0.7], [0.25, 0.33, 0.45], [0.45, 0.6, 0.8]])
 
 
-def vehicle(p: Placer, kind: str, rng: np.random.Generator) -> Tuple[Tuple[float, float, float], int]:
-    """car | van | truck | bus -> ((width, length, height), ADE class)."""
+def vehicle(p: Placer, kind: str, rng: np.random.Generator) -> Tuple[float, float, float]:
+    """car | van | truck | bus -> (width, length, height)."""
     paint = PAINTS[rng.integers(len(PAINTS))]
     if kind == "car":
         L, W, H = rng.uniform(4.2, 4.9), rng.uniform(1.75, 1.9), rng.uniform(1.42, 1.6)
@@ -91,7 +91,7 @@ def vehicle(p: Placer, kind: str, rng: np.random.Generator) -> Tuple[Tuple[float
         p.part(BOX, (-0.06 * L, 0, (body_top + H) / 2), (0.27 * L, W / 2 - 0.08, (H - body_top) / 2),
                CAR, M_CABIN, paint)
         p.wheels((-L / 2 + 0.85, L / 2 - 0.85), W / 2 - 0.17, r, 0.22, CAR)
-        return (W, L, H), CAR
+        return W, L, H
     if kind == "van":
         L, W, H = rng.uniform(4.8, 5.4), rng.uniform(1.9, 2.0), rng.uniform(1.95, 2.3)
         p.part(BOX, (-0.45, 0, (0.3 + H) / 2), (L / 2 - 0.45, W / 2, (H - 0.3) / 2), VAN, M_PAINT,
@@ -99,7 +99,7 @@ def vehicle(p: Placer, kind: str, rng: np.random.Generator) -> Tuple[Tuple[float
         p.part(BOX, (L / 2 - 0.45, 0, 0.7), (0.45, W / 2 - 0.05, 0.4), VAN, M_PAINT, paint,
                param=(1, 0, 0, 0))
         p.wheels((-L / 2 + 0.9, L / 2 - 1.0), W / 2 - 0.18, 0.35, 0.24, VAN)
-        return (W, L, H), VAN
+        return W, L, H
     if kind == "truck":
         L, W, H = rng.uniform(6.5, 9.0), rng.uniform(2.35, 2.5), rng.uniform(3.0, 3.6)
         cab = 2.2
@@ -111,12 +111,12 @@ def vehicle(p: Placer, kind: str, rng: np.random.Generator) -> Tuple[Tuple[float
         p.part(BOX, (-cab / 2, 0, 0.8), ((L - cab) / 2, W / 2 - 0.4, 0.25), TRUCK, M_METAL,
                (0.2, 0.2, 0.2))
         p.wheels((-L / 2 + 1.1, -L / 2 + 2.2, L / 2 - 1.2), W / 2 - 0.3, 0.5, 0.35, TRUCK)
-        return (W, L, H), TRUCK
+        return W, L, H
     L, W, H = rng.uniform(10.0, 12.5), 2.55, rng.uniform(3.0, 3.3)
     p.part(BOX, (0, 0, (0.35 + H) / 2), (L / 2, W / 2, (H - 0.35) / 2), BUS, M_BUS, paint,
            param=(1.3 - 0.35, 2.6 - 0.35, 0, 0))
     p.wheels((-L / 2 + 2.6, L / 2 - 2.4), W / 2 - 0.3, 0.5, 0.3, BUS)
-    return (W, L, H), BUS
+    return W, L, H
 
 
 def pedestrian(p: Placer, rng: np.random.Generator, x: float = 0.0,

@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
+from datasets.io import radar_kept
 from datasets.synthetic import tables as tb
 from datasets.synthetic import writer as wr
 from datasets.synthetic.camera import render_camera
@@ -131,7 +132,7 @@ def _render_task(task: Tuple[int, int]) -> Dict[str, np.ndarray]:
                 cam = render_camera(scene, tau, cfg.camera, rng, with_truth=is_key)
                 wr.write_image(path, cam["image"], cfg.camera.jpeg_quality)
                 if is_key:
-                    name = path.name[: -len(".jpg")]
+                    name = path.stem
                     wr.write_image(root / "seg_mask" / f"{name}.png", cam["seg"])
                     wr.write_image(root / "depth_dense" / f"{name}.png", cam["depth_mm"])
             elif channel == LIDAR:
@@ -146,7 +147,6 @@ def _render_task(task: Tuple[int, int]) -> Dict[str, np.ndarray]:
                 wr.write_radar(path, sweep["records"])
                 if is_key:
                     rec = sweep["records"]
-                    kept = ((sweep["origin"] == REAL) & (rec["invalid_state"] == 0)
-                            & (rec["ambig_state"] == 3) & (rec["dyn_prop"] <= 6) & (sweep["inst"] >= 0))
+                    kept = (sweep["origin"] == REAL) & radar_kept(rec) & (sweep["inst"] >= 0)
                     out["radar"] = np.bincount(sweep["inst"][kept], minlength=n_inst)
     return out

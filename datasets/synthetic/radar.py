@@ -61,8 +61,7 @@ class Radar:
         """Detections on solids: each object yields about its expected count (per metre of width for
         facades, walls, fences), fewer at grazing incidence and long range."""
         rng_m, az = hits.t_m, self.azimuth
-        env = ((rng_m < NEAR_RANGE_M) & (np.abs(az) <= np.radians(NEAR_FOV_DEG))) | (
-            (rng_m < FAR_RANGE_M) & (np.abs(az) <= np.radians(FAR_FOV_DEG)))
+        env = (rng_m < NEAR_RANGE_M) | ((rng_m < FAR_RANGE_M) & (np.abs(az) <= np.radians(FAR_FOV_DEG)))
         ray = np.flatnonzero(env & (hits.prim >= 0))
         pid = hits.prim[ray]
         cls = prims.cls[pid]

@@ -11,7 +11,7 @@ window on that grid, and all (ray, solid) pairs are intersected with a handful o
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -52,11 +52,6 @@ class Primitives:
     def take(self, index: np.ndarray) -> "Primitives":
         return Primitives(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
-    @staticmethod
-    def concat(parts: Sequence["Primitives"]) -> "Primitives":
-        return Primitives(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
-                             for f in fields(Primitives)})
-
     def at(self, dt_s: float) -> "Primitives":
         """The solids moved by their velocity for `dt_s` seconds."""
         moved = self.take(slice(None))
@@ -76,7 +71,7 @@ class Hits:
     t_m: R ray length (inf: nothing); prim: R int32 solid index, NO_HIT or GROUND;
     point, normal, local, normal_local: R x 3 (local: hit point and normal in the solid's frame, the
     street frame for ground);
-    dirs: R x 3 unit ray directions (street frame); origin: 3;
+    dirs: R x 3 unit ray directions (street frame);
     coverage: instance -> rays hitting it when occluders are ignored (only when requested)
     """
     t_m: np.ndarray
@@ -86,7 +81,6 @@ class Hits:
     local: np.ndarray
     normal_local: np.ndarray
     dirs: np.ndarray
-    origin: np.ndarray
     coverage: Optional[np.ndarray] = None
 
 
@@ -319,4 +313,4 @@ def cast(grid, sensor_rot: np.ndarray, sensor_pos: np.ndarray, prims: Primitives
         inst = prims.inst[pid]
         codes = np.unique(inst[inst >= 0].astype(np.int64) * n_rays + ray[inst >= 0])
         coverage = np.bincount(codes // n_rays, minlength=coverage_instances)
-    return Hits(t_m, prim, point, normal, local, normal_local, dirs, np.asarray(sensor_pos, float), coverage)
+    return Hits(t_m, prim, point, normal, local, normal_local, dirs, coverage)

@@ -6,7 +6,7 @@
 
 Street frame: x along the street (the ego drives +x), y left, z up, ground z = 0, the ego at x = 0
 at tau = 0 (first key frame). Right-hand traffic: forward lanes at y < 0, oncoming at y > 0.
-`street_to_global` places each scene in a nuScenes-like global frame (poses of the tables).
+`Scene.to_global` places each scene in a nuScenes-like global frame (poses of the tables).
 """
 from __future__ import annotations
 
@@ -265,10 +265,6 @@ def _add_instance(solids: ob.SolidList, instances: List[Instance], x: float, y: 
 CATEGORY = {"car": "vehicle.car", "van": "vehicle.car", "truck": "vehicle.truck", "bus": "vehicle.bus.rigid"}
 
 
-def _vehicle_builder(kind: str, rng: np.random.Generator):
-    return lambda p: ob.vehicle(p, kind, rng)[0]
-
-
 def _parked(solids, instances, road: Road, rng, density: float) -> None:
     for side in (-1, 1):
         kerb, _ = _side(road, side)
@@ -285,8 +281,8 @@ def _parked(solids, instances, road: Road, rng, density: float) -> None:
                     _add_instance(solids, instances, x + 1.0, y + side * 0.5, yaw, 0.0,
                                   lambda p: ob.motorbike(p, rng), "vehicle.motorcycle", "cycle.without_rider")
                 else:
-                    _add_instance(solids, instances, x + length / 2, y, yaw, 0.0, _vehicle_builder(kind, rng),
-                                  CATEGORY[kind], "vehicle.parked")
+                    _add_instance(solids, instances, x + length / 2, y, yaw, 0.0,
+                                  lambda p: ob.vehicle(p, kind, rng), CATEGORY[kind], "vehicle.parked")
             x += length + rng.uniform(0.8, 3.0)
 
 
@@ -316,8 +312,8 @@ def _traffic(solids, instances, road: Road, rng, density: float, ego_speed: floa
             if clear:
                 attribute = "vehicle.moving" if speed > 0 else "vehicle.stopped"
                 yaw = 0.0 if direction > 0 else np.pi
-                _add_instance(solids, instances, center, y, yaw, speed, _vehicle_builder(kind, rng),
-                              CATEGORY[kind], attribute)
+                _add_instance(solids, instances, center, y, yaw, speed,
+                              lambda p: ob.vehicle(p, kind, rng), CATEGORY[kind], attribute)
             x += length + rng.uniform(8, 30) / density
     y_bike = -road.n_fwd * road.lane_w + 0.4
     speed = rng.uniform(3.5, 6.0)

@@ -42,11 +42,12 @@ def write_radar(path: Path, records: np.ndarray) -> None:
 
 
 def write_image(path: Path, image: np.ndarray, jpeg_quality: int = 90) -> None:
-    """JPEG (by suffix) at a fixed quality, or lossless PNG (uint8 or uint16)."""
+    """JPEG (by suffix) at a fixed quality, or lossless PNG (uint8 or uint16; zlib level 1, as
+    utils/seg_masks.py writes masks)."""
     if path.suffix == ".jpg":
         params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
     else:
-        params = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1]     # fast to decode: the loader reads them each epoch
     if not cv2.imwrite(str(path), image, params):
         raise OSError(f"could not write {path}; check that its folder exists and is writable")
 
