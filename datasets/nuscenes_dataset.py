@@ -174,7 +174,8 @@ class RadarCameraDataset(Dataset):
             record, radar, read_radar_points(resolve_data_path(self.root, entry_path(radar))), K, h, w)
         name = Path(entry_path(cam)).stem
         dense_path = self.root / "depth_dense" / f"{name}.png"
-        dense = read_dense_depth(dense_path) if dense_path.is_file() else None
+        wanted = self.mode == "eval" or self.cfg.data.dense_label    # training reads it only as label
+        dense = read_dense_depth(dense_path) if wanted and dense_path.is_file() else None
         return Frame(name, img, K, lidar_uvz, radar_uvz, radar_xyz.astype(np.float32), dense)
 
     def _train_lidar(self, frame: Frame) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -222,11 +223,10 @@ class RadarCameraDataset(Dataset):
         }
         if seg_ids is not None:
             sample["seg_target"] = cv2.LUT(augment.warp_dense_nearest(seg_ids, d), SEG_LUT)[None]
-        if frame.dense_depth is not None:
+        if frame.dense_depth is not None:                  # read in train mode for dense_label only
             dense = augment.warp_dense_nearest(frame.dense_depth, d)
             sample["dense_depth"] = dense[None]
-            if self.cfg.data.dense_label:
-                sample["lidar_map"] = np.where(dense < self.cfg.data.max_depth_m, dense, 0)[None]
+            sample["lidar_map"] = np.where(dense < self.cfg.data.max_depth_m, dense, 0)[None]
         return sample
 
     def _seg_ids(self, frame: Frame) -> np.ndarray:

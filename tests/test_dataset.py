@@ -314,6 +314,9 @@ def test_dense_depth(tmp_path, real_root, real_records):
     dense = trained["dense_depth"][0]
     assert dense.shape == (900, 1600) and dense.min() >= 1.0
     np.testing.assert_array_equal(trained["lidar_map"][0], np.where(dense < 80, dense, 0))
+    lidar_labelled = RadarCameraDataset(config(mask_supervision=False), infos, "train", data_root=tmp_path)[0]
+    assert "dense_depth" not in lidar_labelled and lidar_labelled["lidar_map"].max() < 80
+    assert np.count_nonzero(lidar_labelled["lidar_map"]) < 0.1 * 900 * 1600       # sparse LiDAR label
 
 
 def test_benchmark_tool_prints_json(real_infos, real_root, capsys):

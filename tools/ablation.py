@@ -44,9 +44,12 @@ def changes(path: Path) -> str:
 def run_one(path: Path, overrides: List[str]) -> Dict[str, Any]:
     cfg = load_config(path, overrides)
     ensure_world(cfg)
-    summary = evaluate(model_predictor(trained_model(cfg), cfg.eval.optimized),
+    model = trained_model(cfg)
+    summary = evaluate(model_predictor(model, cfg.eval.optimized),
                        RadarCameraDataset(cfg, cfg.data.val_infos, mode="eval"),
-                       batch_size=cfg.eval.batch_size, ranges_m=cfg.eval.ranges_m, desc=path.stem)["summary"]
+                       batch_size=cfg.eval.batch_size, ranges_m=cfg.eval.ranges_m,
+                       device=next(model.parameters()).device, num_workers=cfg.data.num_workers,
+                       desc=path.stem)["summary"]
     print(format_table(summary, title=f"== {path.stem}"))
     return {"name": path.stem, "changes": changes(path), "summary": summary}
 

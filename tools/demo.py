@@ -89,14 +89,15 @@ def prepare_run(cfg: Config) -> bool:
 
 
 def trained_model(cfg: Config) -> SpaDe:
-    """SpaDe trained per `cfg` in train.out_dir (trained now unless that run is finished)."""
+    """SpaDe trained per `cfg` in train.out_dir (trained now unless that run is finished), in
+    eval mode on the GPU when there is one."""
     if prepare_run(cfg):
         log.info("%s already holds the finished run of this config; evaluating it", cfg.train.out_dir)
     else:
         train(cfg)
     model = SpaDe(radar_injection=cfg.model.radar_injection)
     load_network(model, Path(cfg.train.out_dir) / "checkpoints" / "latest.ckpt")
-    return model.eval()
+    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
 
 
 def fit_row_median(cfg: Config) -> RowMedianDepth:
@@ -109,7 +110,8 @@ def fit_row_median(cfg: Config) -> RowMedianDepth:
 
 def demo_panel(model: SpaDe, val_set: RadarCameraDataset, index: int, max_depth_m: float):
     """Image, radar, prediction and |error| against the LiDAR for one val sample (BGR uint8)."""
-    s = {k: torch.as_tensor(v)[None] for k, v in val_set[index].items() if k != "name"}
+    device = next(model.parameters()).device
+    s = {k: torch.as_tensor(v)[None].to(device) for k, v in val_set[index].items() if k != "name"}
     with torch.inference_mode():
         pred = model.predict(s["img"], s["radar_map"], s["radar_pts"], s["radar_count"])[0, 0]
     return panel([("image", image_bgr(s["img"][0])),
@@ -140,12 +142,14 @@ def main(argv=None) -> Dict[str, Any]:
     predictors = {
         "model": model_predictor(model, cfg.eval.optimized),
         "baseline_radar": lambda b: radar_column_depth(b["radar_map"], fallback_m=no_radar_m),
-        "baseline_row_median": lambda b: row_median(b["img"].shape[0], b["img"].shape[-1]),
+        "baseline_row_median": lambda b: row_median(b["img"].shape[0], b["img"].shape[-1],
+                                                    b["img"].device),
     }
     metrics: Dict[str, Any] = {}
     for name, predict in predictors.items():
-        summary = evaluate(predict, val_set, batch_size=cfg.eval.batch_size,
-                           ranges_m=cfg.eval.ranges_m, desc=name)["summary"]
+        summary = evaluate(predict, val_set, batch_size=cfg.eval.batch_size, ranges_m=cfg.eval.ranges_m,
+                           device=next(model.parameters()).device, num_workers=cfg.data.num_workers,
+                           desc=name)["summary"]
         metrics[name] = summary
         print(format_table(summary, title=f"== {name}"))
     metrics["meta"] = {"config": args.config, "overrides": args.overrides,

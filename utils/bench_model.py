@@ -163,7 +163,7 @@ def format_model_table(result: Dict) -> str:
              f"{'variant':<10} {'median s':>9} {'min s':>8} {'FPS':>7} {'GFLOP':>7} {'TFLOP/s':>8}"]
     for name, times in result["times_s"].items():
         median = statistics.median(times)
-        gflop = result["gflop"][name] * 1.0
+        gflop = result["gflop"][name]
         lines.append(f"{name:<10} {median:>9.4f} {min(times):>8.4f} {s['batch'] / median:>7.2f} "
                      f"{gflop:>7.1f} {gflop / median / 1e3:>8.3f}")
     if "speedup" in result:

@@ -26,8 +26,8 @@ from models import SpaDe, pad_to_network
 from models.loss import spade_loss
 from utils.bench_model import cpu_name, sync, realistic_inputs
 from utils.config import Config
+from utils.train_loop import STEP_KEYS
 
-INPUT_KEYS = ("img", "radar_map", "radar_pts", "radar_count")
 
 
 def synthetic_batches(batch: int, height: int, width: int) -> Iterator[Dict[str, torch.Tensor]]:
@@ -114,8 +114,7 @@ def _write_stand_in_masks(cfg: Config, infos: str, data_root: str, out_dir: Path
 def _train_step(model: SpaDe, optimizer: torch.optim.Optimizer, sample: Dict, cfg: Config,
                 dev: torch.device, bf16: bool, fmt: torch.memory_format) -> float:
     """One optimiser step on a collated batch; returns the loss."""
-    x = {k: torch.as_tensor(sample[k]).to(dev, non_blocking=True) for k in
-         (*INPUT_KEYS, "lidar_map", "seg_target") if k in sample}
+    x = {k: torch.as_tensor(sample[k]).to(dev, non_blocking=True) for k in STEP_KEYS if k in sample}
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
         preds = model(pad_to_network(x["img"]).contiguous(memory_format=fmt),
                       pad_to_network(x["radar_map"]).contiguous(memory_format=fmt),

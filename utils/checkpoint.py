@@ -135,7 +135,21 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, *, config: Optiona
     return atomic_torch_save(ckpt, path)
 
 
+def fsync_dir(folder: str | Path) -> None:
+    """Make a rename in `folder` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """torch.save to a temporary file, fsync, rename onto `path`, fsync the folder: `path` holds
+    the old or the new checkpoint whenever the process or the machine stops."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -145,6 +159,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

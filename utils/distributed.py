@@ -67,14 +67,20 @@ def barrier() -> None:
 
 
 def all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
-    """In-place all-reduce ('sum', 'min', 'max', 'mean'); identity in a single process."""
+    """In-place all-reduce ('sum', 'min', 'max', 'mean') of `t` on any device; identity in a
+    single process. NCCL reduces only CUDA tensors: a CPU tensor goes through a CUDA copy."""
     if dist.is_initialized():
+        work = t
+        if dist.get_backend() == "nccl" and not t.is_cuda:
+            work = t.to(torch.device("cuda", torch.cuda.current_device()))
         if op == "mean":
-            dist.all_reduce(t, dist.ReduceOp.SUM)
-            t /= dist.get_world_size()
+            dist.all_reduce(work, dist.ReduceOp.SUM)
+            work /= dist.get_world_size()
         else:
-            dist.all_reduce(t, {"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN,
-                                "max": dist.ReduceOp.MAX}[op])
+            dist.all_reduce(work, {"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN,
+                                   "max": dist.ReduceOp.MAX}[op])
+        if work is not t:
+            t.copy_(work)
     return t
 
 

@@ -93,6 +93,7 @@ def evaluate(predict: Predictor, dataset: Dataset, *, batch_size: int = 4, num_w
     saturated = 0
     start = time.perf_counter()
     for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True):
+        indices = batch["index"].tolist()
         batch = _to_device(batch, device)
         pred_m = predict(batch).float()
         gt_m = batch["lidar_map"]
@@ -103,8 +104,10 @@ def evaluate(predict: Predictor, dataset: Dataset, *, batch_size: int = 4, num_w
             columns["ldl_mae_hit_mm"] = [x * 1000.0 for x in ldl["mae_hit_m"]]
             columns["ldl_mae_miss_mm"] = [x * 1000.0 for x in ldl["mae_miss_m"]]
             columns["ldl_stripe_index"] = ldl["stripe_index"]
-        rows += [{"index": int(batch["index"][i]), "name": name,
-                  **{k: v[i] for k, v in columns.items()}} for i, name in enumerate(batch["name"])]
+        rows += [{"index": index, "name": name, **{k: v[i] for k, v in columns.items()}}
+                 for i, (index, name) in enumerate(zip(indices, batch["name"]))]
+        if not (save_pred_dir or save_vis_dir):
+            continue
         pred_np = pred_m[:, 0].cpu().numpy()
         for i, name in enumerate(batch["name"]):
             if save_pred_dir:

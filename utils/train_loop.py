@@ -32,7 +32,7 @@ from datasets.nuscenes_dataset import RadarCameraDataset
 from datasets.workers import worker_options
 from models import SpaDe, pad_to_network
 from models.loss import spade_loss
-from utils.checkpoint import load_network, restore_rng_state, save_checkpoint
+from utils.checkpoint import fsync_dir, load_network, restore_rng_state, save_checkpoint
 from utils.config import Config, config_to_dict
 from utils.distributed import (DistInfo, EpochIndexed, ResumableDistributedSampler, all_reduce,
                                barrier, init_distributed)
@@ -40,7 +40,8 @@ from utils.schedule import lr_at, set_lr, total_steps
 from utils.visualize import sample_panel, to_rgb_chw
 
 log = logging.getLogger(__name__)
-INPUT_KEYS = ("img", "radar_map", "radar_pts", "radar_count")
+# What a training step reads on the device: the network's inputs and the loss's targets.
+STEP_KEYS = ("img", "radar_map", "radar_pts", "radar_count", "lidar_map", "seg_target")
 # Settings that cannot change the trained weights: paths, logging, checkpoint cadence, workers
 # (a sample depends only on seed, epoch and index) and the whole eval section.
 RUN_ONLY_KEYS = {"train": ("out_dir", "resume", "log_every", "image_every", "ckpt_every",
@@ -76,6 +77,23 @@ def find_resume(cfg: Config) -> Optional[Path]:
     return latest if latest.is_file() else None
 
 
+def _purge_step_log(path: Path, step: int) -> None:
+    """Drop the records of steps >= `step` (to be run again after a resume) and a line cut off
+    by a crash, as TensorBoard's purge_step does for its events."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            if line.endswith("\n") and json.loads(line)["step"] < step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass
+    if len(kept) != len(lines):
+        path.write_text("".join(kept))
+
+
 class _Logger:
     """Rank 0's TensorBoard writer, JSON-lines step log and progress bar (no-ops elsewhere)."""
 
@@ -90,6 +108,7 @@ class _Logger:
         out = Path(cfg.train.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         self.writer = SummaryWriter(str(out / "tb"), purge_step=step)
+        _purge_step_log(out / "train_log.jsonl", step)
         self.jsonl = open(out / "train_log.jsonl", "a")
         self.bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
 
@@ -154,7 +173,10 @@ def link_latest(path: Optional[Path]) -> None:
         os.link(path, tmp)
     except OSError:                     # file system without hard links
         shutil.copyfile(path, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
     os.replace(tmp, path.with_name("latest.ckpt"))
+    fsync_dir(path.parent)
 
 
 def prune_epoch_checkpoints(ckpt_dir: Path, keep: int) -> None:
@@ -164,26 +186,24 @@ def prune_epoch_checkpoints(ckpt_dir: Path, keep: int) -> None:
             old.unlink(missing_ok=True)
 
 
-def _finite_everywhere(value: torch.Tensor) -> bool:
-    """True when `value` is finite on every rank (all ranks then take the same branch)."""
-    flag = torch.isfinite(value.detach()).all().to(torch.float32).reshape(1)
-    return bool(all_reduce(flag, "min").item() > 0)
-
-
-def _backward_and_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                       grad_clip: float) -> bool:
-    """One optimiser step, taken only when the loss and the gradient norm are finite on every
-    rank (all ranks then agree); `grad_clip` > 0 clips the global norm. False = step skipped."""
+def _backward_and_step(terms: Dict[str, torch.Tensor], model: torch.nn.Module,
+                       optimizer: torch.optim.Optimizer, grad_clip: float) -> tuple[Dict[str, float], bool]:
+    """Backward of terms["total"] and one optimiser step, taken only when the loss and the
+    gradient norm are finite on every rank (all ranks then agree); `grad_clip` > 0 clips the
+    global norm. Returns the loss terms as floats and whether the step was taken. One
+    device-to-host copy (the terms and the finite flag together): one GPU sync per step."""
     optimizer.zero_grad(set_to_none=True)
-    if not _finite_everywhere(loss):
-        return False
+    loss = terms["total"]
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
                                                grad_clip if grad_clip > 0 else float("inf"))
-    if not _finite_everywhere(grad_norm):
-        return False
-    optimizer.step()
-    return True
+    finite = (torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)).to(torch.float32).reshape(1)
+    host = torch.cat([torch.stack([v.detach().float() for v in terms.values()]),
+                      all_reduce(finite, "min")]).tolist()
+    ok = host[-1] > 0
+    if ok:
+        optimizer.step()
+    return dict(zip(terms, host[:-1])), ok
 
 
 def train(cfg: Config, stop_after: int = 0) -> Dict[str, Any]:
@@ -260,14 +280,13 @@ def train(cfg: Config, stop_after: int = 0) -> Dict[str, Any]:
                 data_s = time.perf_counter() - fetched
                 lr = lr_at(step, total, cfg.train.lr_base, cfg.train.lr_cosine)
                 set_lr(optimizer, lr)
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()
-                         if isinstance(v, torch.Tensor)}
+                batch = {k: batch[k].to(device, non_blocking=True) for k in STEP_KEYS if k in batch}
                 with autocast:
                     preds = net(pad_to_network(batch["img"]), pad_to_network(batch["radar_map"]),
                                 batch["radar_pts"], batch["radar_count"])
                 terms = spade_loss(preds, batch, cfg.loss.stage_scales, cfg.loss.smooth_l1_beta_m,
                                    cfg.loss.mask_weight)
-                ok = _backward_and_step(terms["total"], model, optimizer, cfg.train.grad_clip)
+                values, ok = _backward_and_step(terms, model, optimizer, cfg.train.grad_clip)
                 if ok:
                     nonfinite_in_row = 0
                 else:
@@ -275,8 +294,6 @@ def train(cfg: Config, stop_after: int = 0) -> Dict[str, Any]:
                     nonfinite_in_row += 1
                     logger.message(f"step {step}: non-finite loss or gradient, step skipped "
                                    f"({nonfinite_in_row} in a row, {nonfinite_total} in all)")
-                # one device-to-host copy for all terms (a float() per term syncs the GPU each time)
-                values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist()))
                 history.append(values)
                 logger.step(step, epoch, lr, values, data_s, skipped=not ok)
                 if cfg.train.image_every and (step + 1) % cfg.train.image_every == 0:

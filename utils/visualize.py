@@ -27,7 +27,8 @@ def image_bgr(img) -> np.ndarray:
 
 def colorize(value, vmax: float, sparse: bool = False, cmap: int = cv2.COLORMAP_TURBO) -> np.ndarray:
     """value: (1 x) H x W, 0 = none (drawn black). `sparse` grows points to 3x3 for visibility."""
-    v = _np(value).reshape(_np(value).shape[-2:]).astype(np.float32)
+    v = _np(value)
+    v = v.reshape(v.shape[-2:]).astype(np.float32)
     if sparse:
         v = cv2.dilate(v, np.ones((3, 3), np.uint8))
     scaled = np.clip(v / max(vmax, 1e-6) * 255.0, 0, 255).astype(np.uint8)
