@@ -20,7 +20,8 @@ from utils.predict_io import load_model
 
 EPILOG = """Configuration: defaults <- the checkpoint's own config (checkpoints written by
 train_DDP.py carry it) or --config when given <- key=value overrides <- the flags below.
-The released checkpoint format ({"network": state_dict}) is accepted too.
+The released checkpoint format ({"network": state_dict}) is accepted too, and so are weights
+exported by tools/export_weights.py (X.safetensors, config from X.json beside it).
 
 --out writes the summary JSON (num_samples, mae_mm / rmse_mm per range, and dense / ldl
 measures where the data has dense truth) and a per-image CSV beside it. --save-pred writes
@@ -31,7 +32,8 @@ panels (image, radar, prediction, LiDAR, error)."""
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-m", "--model", required=True, help="checkpoint (released or ours)")
+    parser.add_argument("-m", "--model", required=True,
+                        help="checkpoint (released or ours), or X.safetensors from tools/export_weights.py")
     parser.add_argument("--config", help="YAML config; default: the checkpoint's, else built-in defaults")
     parser.add_argument("--data-root", help="nuScenes-format root (data.root)")
     parser.add_argument("--infos", help="info file to evaluate (data.val_infos)")

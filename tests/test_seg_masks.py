@@ -33,9 +33,11 @@ def tiny():
 
 
 def hf_processor():
-    """transformers' own SegFormer image processor at the tiny input size (PIL backend)."""
-    from transformers import SegformerImageProcessorPil
-    return SegformerImageProcessorPil(size={"height": TINY_HW[0], "width": TINY_HW[1]})
+    """transformers' own SegFormer image processor at the tiny input size, PIL backend (named
+    SegformerImageProcessorPil from transformers 5 on, SegformerImageProcessor before)."""
+    import transformers
+    cls = getattr(transformers, "SegformerImageProcessorPil", transformers.SegformerImageProcessor)
+    return cls(size={"height": TINY_HW[0], "width": TINY_HW[1]})
 
 
 def write_infos(path: Path, filenames):
@@ -65,9 +67,9 @@ def test_ade20k_labels_match_spade_classes():
 
 @pytest.mark.parametrize("size, params_m", [("b0", 3.8), ("b5", 84.7)])
 def test_random_init_matches_published_segformer_sizes(size, params_m):
-    """SegFormer paper: B0 3.8M, B5 84.7M parameters (ADE20K heads); built on meta, no weights."""
-    with torch.device("meta"):
-        seg = build_random_segformer(size)
+    """SegFormer paper: B0 3.8M, B5 84.7M parameters (ADE20K heads). Built on the CPU (B5: about
+    4 s): transformers 4.x cannot build SegFormer on the meta device."""
+    seg = build_random_segformer(size)
     n = sum(p.numel() for p in seg.model.parameters()) / 1e6
     assert round(n, 1) == params_m
     assert seg.model.config.id2label[20] == "car" and seg.preprocess.input_hw == (640, 640)
@@ -122,7 +124,12 @@ def test_resume_skips_existing_and_ignores_stale_temp(tiny, generated, tmp_path)
     counts = generate_masks(images, out, tiny, progress=False)
     assert counts == {"written": 1, "skipped": 2}
     assert {p.stem: mask_path(out, p).stat().st_mtime_ns for p in images[1:]} == mtimes_ns
-    assert np.array_equal(read_seg_mask(redo), read_seg_mask(mask_path(done, images[0])))
+    # The rewritten mask is the segmenter's output for that image. It need not be bit-identical
+    # to the first run's: there the image shared a batch, and batched kernels round differently
+    # on some CPUs, which can flip the argmax of a few near-tie pixels.
+    rgb = cv2.cvtColor(cv2.imread(str(images[0])), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(read_seg_mask(redo), tiny.predict([rgb])[0])
+    assert (read_seg_mask(redo) == read_seg_mask(mask_path(done, images[0]))).mean() > 0.999
 
 
 def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
@@ -166,6 +173,8 @@ def test_cli_local_model_dir_and_random_init(tiny, real_root, tmp_path):
 def test_unloadable_model_error_says_how_to_fetch(tmp_path, monkeypatch):
     import huggingface_hub.constants
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)   # fail fast, no net
+    # transformers 4.x keeps its own copy of the flag, read once at import
+    monkeypatch.setattr("transformers.utils.hub._is_offline_mode", True, raising=False)
     missing = "spade-tests/no-such-segmenter"
     with pytest.raises(SegMaskError, match=f"hf download {missing}.*--model FOLDER"):
         load_segmenter(missing)

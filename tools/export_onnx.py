@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     from utils.predict_io import load_model
     missing = missing_packages(export=not args.skip_export, check=args.check)
     if missing:
-        sys.exit(f"error: {' and '.join(missing)} not installed; pip install -r requirements-extra.txt")
+        sys.exit(f"error: {' and '.join(missing)} not installed; pip install -e \".[onnx]\"")
     try:
         model, cfg = load_model(args.model, args.config, args.overrides)
     except (ConfigError, CheckpointError) as err:

@@ -31,14 +31,16 @@ dataset's eval mode (with --infos the output equals eval.py --save-pred for that
 
 Outputs in --out: <image basename>.png (uint16 millimetres, as eval.py --save-pred; saturates at
 65.535 m), <basename>.npy (float32 metres) and <basename>_color.png (turbo, 0..--max-depth-m).
-Configuration as eval.py: the checkpoint's own config, or --config, then key=value overrides.
+Configuration as eval.py: the checkpoint's own config (X.json for exported X.safetensors), or
+--config, then key=value overrides.
 See docs/tools.md, "Run on your own data"."""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-m", "--model", required=True, help="checkpoint (released or ours)")
+    parser.add_argument("-m", "--model", required=True,
+                        help="checkpoint (released or ours), or X.safetensors from tools/export_weights.py")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
     own = parser.add_argument_group("own data")
     own.add_argument("--image", type=Path, help="camera image")

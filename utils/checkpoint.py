@@ -6,17 +6,22 @@ either format feeds `eval.py`: `format_version`, `config`, `optimizer`, `schedul
 `epoch`, `step`, `rng` and `extra`. Everything is stored as tensors and plain Python values, so
 our files load with `torch.load(weights_only=True)`. Files are written atomically (temporary file
 in the same folder, fsync, rename): a crash never leaves a half-written checkpoint behind.
+
+Weights only (tools/export_weights.py): `X.safetensors` holds the state_dict alone; `X.json` beside
+it holds `config` and `provenance`. `read_checkpoint` reads that pair as {"network", "config",
+"provenance"}, so every loader takes it too.
 """
 from __future__ import annotations
 
 import ast
+import json
 import logging
 import os
 import pickle
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, BinaryIO, Callable, Dict, Mapping, Optional
 
 import numpy as np
 import torch
@@ -34,6 +39,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
+    if path.suffix == ".safetensors":
+        return _read_weights_file(path, map_location)
     try:
         try:
             ckpt = torch.load(path, map_location=map_location, weights_only=True)
@@ -57,6 +64,29 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         net = {k[len("module."):]: v for k, v in net.items()}
     ckpt["network"] = net
     return ckpt
+
+
+def _read_weights_file(path: Path, map_location: str | torch.device) -> Dict[str, Any]:
+    """X.safetensors (+ X.json when present) -> {"network", "config", "provenance"}."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    try:
+        network = load_file(path, device=str(map_location))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights file {path} ({exc}); is it a file written "
+                              "by tools/export_weights.py?") from exc
+    meta_path = path.with_suffix(".json")
+    if not meta_path.is_file():
+        log.warning("%s has no %s beside it: the config comes from --config or the built-in "
+                    "defaults", path, meta_path.name)
+        return {"network": network}
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {meta_path} ({exc}); delete it to load {path} with "
+                              "--config or the built-in defaults") from exc
+    return {"network": network, "config": meta.get("config") or {},
+            "provenance": meta.get("provenance", {})}
 
 
 def load_network_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
@@ -148,14 +178,19 @@ def fsync_dir(folder: str | Path) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to a temporary file, fsync, rename onto `path`, fsync the folder: `path` holds
-    the old or the new checkpoint whenever the process or the machine stops."""
+    """torch.save through `atomic_write`."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
+    """`write` into a temporary file, fsync, rename onto `path`, fsync the folder: `path` holds
+    the old or the new content whenever the process or the machine stops."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -189,8 +189,7 @@ def build_random_segformer(size: str = "b5", input_hw: Tuple[int, int] = DEFAULT
 def load_segmenter(model_id_or_dir: str = DEFAULT_MODEL) -> Segmenter:
     """A Hugging Face hub id (downloaded or cached) or a save_pretrained directory holding the
     model and its `preprocessor_config.json`."""
-    from transformers import AutoModelForSemanticSegmentation
-    from transformers.image_processing_base import ImageProcessingMixin
+    from transformers import AutoModelForSemanticSegmentation, ImageProcessingMixin
     if Path(model_id_or_dir).is_dir():
         fix = ("The folder must hold what save_pretrained writes for the model (config.json, "
                "weights) and for its image processor (preprocessor_config.json).")
