@@ -2,7 +2,10 @@
 
 Transforms are 4 x 4 homogeneous float64 matrices; point sets are N x 3 arrays (a row per point).
 Pixel coordinates are continuous with pixel i covering [i, i + 1): the pixel index of a point is the
-integer truncation of (u, v), and a point is in the canvas when depth > 0, 0 <= u < W, 0 <= v < H.
+integer truncation of (u, v), and a point is in the canvas when 0 <= u < W and 0 <= v < H. As in the
+released code the canvas test never looks at depth: a point behind the camera (z < 0) whose
+(x/z, y/z) lands in the canvas is in it, with its negative depth (evaluation drops such pixels
+through 0 < gt; training removes them with its 0 < z < max range filter).
 """
 from __future__ import annotations
 
@@ -42,7 +45,8 @@ def transform_points(T: np.ndarray, xyz: np.ndarray) -> np.ndarray:
 def project_points(K: np.ndarray, xyz_cam: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Camera-frame xyz: N x 3 -> continuous (u, v) pixels and depth_m (camera z), each N float64.
 
-    Points with z <= 0 get non-finite or meaningless (u, v); `in_canvas` rejects them by depth.
+    Points with z < 0 get the mirrored (u, v) of the released code; z = 0 gives non-finite (u, v),
+    which no canvas test accepts.
     """
     xyz_cam = np.asarray(xyz_cam, dtype=np.float64)
     uvw = (np.asarray(K, dtype=np.float64) @ xyz_cam.T).T
@@ -53,10 +57,11 @@ def project_points(K: np.ndarray, xyz_cam: np.ndarray) -> Tuple[np.ndarray, np.n
     return u, v, depth_m
 
 
-def in_canvas(u: np.ndarray, v: np.ndarray, depth_m: np.ndarray, h: int, w: int) -> np.ndarray:
-    """N bool: in front of the camera and 0 <= u < w, 0 <= v < h (continuous coordinates)."""
+def in_canvas(u: np.ndarray, v: np.ndarray, h: int, w: int) -> np.ndarray:
+    """N bool: 0 <= u < w and 0 <= v < h (continuous coordinates; depth is not looked at, as
+    released: see the module docstring). NaN or infinite coordinates are outside."""
     with np.errstate(invalid="ignore"):
-        return (depth_m > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        return (u >= 0) & (u < w) & (v >= 0) & (v < h)
 
 
 def _last_per_key(key: np.ndarray) -> np.ndarray:
@@ -72,8 +77,7 @@ def unique_pixels(u: np.ndarray, v: np.ndarray, depth_m: np.ndarray, h: int, w: 
     u, v: N continuous pixel coordinates in file order; points outside 0 <= u < w, 0 <= v < h are
     ignored; where several points share a pixel the later one in file order wins.
     """
-    with np.errstate(invalid="ignore"):
-        keep = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    keep = in_canvas(u, v, h, w)
     cols = u[keep].astype(np.int64)
     rows = v[keep].astype(np.int64)
     depth = np.asarray(depth_m)[keep]

@@ -26,9 +26,9 @@ def decoder_modules(prefix: str) -> Dict[str, nn.Module]:
     modules: Dict[str, nn.Module] = {}
     for i, (skip, width, out) in enumerate(zip(SKIP_CH, WIDTH, OUT_CH)):
         modules[f"{prefix}score{i}"] = (SeparableScore(skip, width) if i < SEPARABLE_STEPS
-                                        else ConvBnAct(skip, width, 3))
+                                        else ConvBnAct(skip, width, 3, act=False))
         modules[f"{prefix}refine{i}"] = Refine(width)
-        modules[f"{prefix}resize{i}"] = Resize(width, out, bn_act=i < len(SKIP_CH) - 1)
+        modules[f"{prefix}resize{i}"] = Resize(width, out, bn=i < len(SKIP_CH) - 1)
     return modules
 
 

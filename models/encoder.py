@@ -20,7 +20,7 @@ class Encoder(nn.Module):
     """x: B x in_ch x H x W (H, W multiples of 64) -> six maps, shallow to deep:
 
     stem 16 @ H/2, g03 64 @ H/4, g3 128 @ H/8, g4 256 @ H/16, g5 512 @ H/32 and the deep map
-    2000 @ H/64 = [g6 (1024), avg-pooled stem, g03, g3, g4, g5] concatenated on channels.
+    2000 @ H/64 = [avg-pooled stem, g03, g3, g4, g5, then g6 (1024)] concatenated on channels.
     """
 
     def __init__(self, in_ch: int):
@@ -47,4 +47,4 @@ class Encoder(nn.Module):
             feats.append(y)
         depth = len(feats) - 1
         pooled = [F.avg_pool2d(f, 2 ** (depth - i)) for i, f in enumerate(feats[:-1])]
-        return feats[:-1] + [torch.cat([feats[-1]] + pooled, dim=1)]
+        return feats[:-1] + [torch.cat(pooled + [feats[-1]], dim=1)]

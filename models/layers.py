@@ -1,7 +1,9 @@
 """Building blocks of the SpaDe UNets. Module names follow the released state_dict.
 
-Every convolution keeps its bias and is followed by BatchNorm (`.conv`, `.bn`); ReLU follows
-unless the result is added to a residual path first (docs/model.md explains each choice).
+Every convolution keeps its bias and is followed by BatchNorm (`.conv`, `.bn`). A ReLU follows
+only where the released network has one (SPADE.md section 3, checked against golden outputs):
+inside the bottleneck and after its sum, between the two convs of a separable-score branch and
+of a refine, nowhere in a resize and nowhere after a decoder sum.
 """
 from __future__ import annotations
 
@@ -52,40 +54,43 @@ class Bottleneck(nn.Module):
 
 
 class SeparableScore(nn.Module):
-    """Sum of two separable branches: (1x3 -> 3x1) + (3x1 -> 1x3), each conv + BN + ReLU."""
+    """Sum of two separable branches, conv + BN each: (1x3, ReLU, 3x1) + (3x1, ReLU, 1x3).
+
+    No ReLU after a branch's second conv, none after the sum.
+    """
 
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__()
         self.conv00 = ConvBnAct(in_ch, out_ch, (1, 3))
-        self.conv01 = ConvBnAct(out_ch, out_ch, (3, 1))
+        self.conv01 = ConvBnAct(out_ch, out_ch, (3, 1), act=False)
         self.conv10 = ConvBnAct(in_ch, out_ch, (3, 1))
-        self.conv11 = ConvBnAct(out_ch, out_ch, (1, 3))
+        self.conv11 = ConvBnAct(out_ch, out_ch, (1, 3), act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv01(self.conv00(x)) + self.conv11(self.conv10(x))
 
 
 class Refine(nn.Module):
-    """Residual refine: ReLU(x + BN(conv3x3(ReLU(BN(conv3x3(x))))))."""
+    """Residual refine: x + BN(conv3x3(ReLU(BN(conv3x3(x))))), no ReLU after the sum."""
 
     def __init__(self, ch: int):
         super().__init__()
         self.refine0 = ConvBnAct(ch, ch, 3)
         self.refine1 = ConvBnAct(ch, ch, 3, act=False)
-        self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(x + self.refine1(self.refine0(x)))
+        return x + self.refine1(self.refine0(x))
 
 
 class Resize(nn.Module):
-    """2x2 stride-2 transposed conv (x2 upsampling); BN + ReLU except on the decoder's last step."""
+    """2x2 stride-2 transposed conv (x2 upsampling) + BN, no ReLU; the decoder's last step has
+    no BN (bn=False): its output goes straight to the final ReLU / sigmoid."""
 
-    def __init__(self, in_ch: int, out_ch: int, bn_act: bool = True):
+    def __init__(self, in_ch: int, out_ch: int, bn: bool = True):
         super().__init__()
         self.deconv = nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2, bias=True)
-        self.bn = nn.BatchNorm2d(out_ch) if bn_act else None
+        self.bn = nn.BatchNorm2d(out_ch) if bn else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.deconv(x)
-        return x if self.bn is None else torch.relu_(self.bn(x))
+        return x if self.bn is None else self.bn(x)

@@ -5,12 +5,14 @@ For each stage with scale s in (4, 2, 1):
   averaged over the batch, then divided by the number of labelled pixels of the whole batch.
   This is the released weighting: it equals (per-pixel mean) / B, so the effective step size
   shrinks with the batch size. Kept on purpose so that the released hyperparameters transfer.
-- mask term: mean |mask - semantic target| over the stage's pixels.
+- mask term: mean |mask - semantic target| over the stage's whole padded canvas, padding
+  included: the target is zero-padded to the network input like the image, then resized nearest
+  to the stage (released; checked against golden `loss_256x448`).
 total = sum over stages of (depth + mask_weight * mask) / s.
 
-Labels reach each scale by the same nearest-index scatter as the radar map; the semantic
-target by nearest resizing. Predictions come from the padded network input and are cropped to
-the label's extent at each scale (the zero padding carries no labels).
+Labels reach each scale by the same nearest-index scatter as the radar map. Depth predictions
+come from the padded network input and are cropped to the label's extent at each scale (the zero
+padding carries no labels, so the crop changes nothing but the work).
 """
 from __future__ import annotations
 
@@ -20,10 +22,6 @@ import torch
 import torch.nn.functional as F
 
 from models.ops import scatter_downscale
-
-
-def _crop(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    return x[..., :h, :w]
 
 
 def depth_term(pred_m: torch.Tensor, label_m: torch.Tensor, beta_m: float = 1.0) -> torch.Tensor:
@@ -45,14 +43,22 @@ def mask_term(mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (mask - target).abs().mean()
 
 
+def stage_target(target: torch.Tensor, padded_hw: Sequence[int], scale: int) -> torch.Tensor:
+    """target: B x 1 x H x W -> B x 1 x Hp/s x Wp/s: zero-padded at the bottom / right to the
+    network input's Hp x Wp, then resized nearest (pixel (i, j) takes (i s, j s))."""
+    hp, wp = padded_hw
+    padded = F.pad(target, (0, wp - target.shape[-1], 0, hp - target.shape[-2]))
+    return padded if scale == 1 else F.interpolate(padded, size=(hp // scale, wp // scale), mode="nearest")
+
+
 def spade_loss(preds: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor],
                stage_scales: Sequence[int] = (4, 2, 1), beta_m: float = 1.0,
                mask_weight: float = 1.0) -> Dict[str, torch.Tensor]:
     """Loss terms by name.
 
-    preds: `depth_s{s}`, `mask_s{s}`: B x 1 x Hp/s x Wp/s (network output on padded input).
-    targets: `lidar_map`: B x 1 x H x W metres (0 = none); `seg_target`: B x 1 x H x W in {0, 1},
-    needed only when mask_weight > 0.
+    preds: `depth_s{s}`, `mask_s{s}`: B x 1 x Hp/s x Wp/s (network output on the padded input).
+    targets: `lidar_map`: B x 1 x H x W metres (0 = none); `seg_target`: B x 1 x H x W in {0, 1}
+    (uint8 as the dataset gives it, or float), needed only when mask_weight > 0.
     Returns `depth_s{s}`, `mask_s{s}` (when used) and `total`; all scalar tensors.
     """
     label = targets["lidar_map"]
@@ -65,16 +71,15 @@ def spade_loss(preds: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor],
     for s in stage_scales:
         label_s = scatter_downscale(label, s) if s > 1 else label
         h, w = label_s.shape[-2:]
-        depth = depth_term(_crop(preds[f"depth_s{s}"], h, w).float(), label_s, beta_m)
+        depth = depth_term(preds[f"depth_s{s}"][..., :h, :w].float(), label_s, beta_m)
         terms[f"depth_s{s}"] = depth
         stage = depth
         if use_mask:
-            target = targets["seg_target"]
-            if s > 1:
-                target = F.interpolate(target, size=(h, w), mode="nearest")
-            mask = mask_term(_crop(preds[f"mask_s{s}"], h, w).float(), target)
-            terms[f"mask_s{s}"] = mask
-            stage = stage + mask_weight * mask
+            mask = preds[f"mask_s{s}"].float()
+            padded_hw = (mask.shape[-2] * s, mask.shape[-1] * s)
+            target = stage_target(targets["seg_target"].float(), padded_hw, s)
+            terms[f"mask_s{s}"] = mask_term(mask, target)
+            stage = stage + mask_weight * terms[f"mask_s{s}"]
         total = total + stage / s
     terms["total"] = total
     return terms

@@ -18,6 +18,15 @@ def reference_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    """What the released network computed on deterministic weights and inputs (golden.pt)."""
+    path = SHARED / "reference" / "golden"
+    if not (path / "golden.pt").is_file() or not (SHARED / "reference" / "official_state_dict.tsv").is_file():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
 def real_root() -> Path:
     """The 40-keyframe real nuScenes slice (v1.0-trainval tables), never copied into the repo."""
     path = SHARED / "nuscenes-real"

@@ -2,6 +2,7 @@
 hand-computed inputs."""
 import numpy as np
 import pytest
+import torch
 from pyquaternion import Quaternion
 
 from datasets import geometry
@@ -52,7 +53,7 @@ def test_projection_matches_devkit(nusc, records, real_root, sensor, monkeypatch
             entry, reader = record["radar_infos"][sensor][0], read_radar_points
         _, (u, v, depth) = camera_points(record, entry, reader, real_root)
         h, w = cam["height"], cam["width"]
-        ours = geometry.in_canvas(u, v, depth, h, w)
+        ours = geometry.in_canvas(u, v, h, w)
         devkit_cut = ours & (depth > 1.0) & (u > 1) & (u < w - 1) & (v > 1) & (v < h - 1)
         points, depths, _ = explorer.map_pointcloud_to_image(entry["sample_data_token"], cam["sample_data_token"])
         assert points.shape[1] == devkit_cut.sum() > 0
@@ -68,9 +69,9 @@ def test_points_per_frame(records, real_root):
         cam = record["cam_infos"]["CAM_FRONT"]
         h, w = cam["height"], cam["width"]
         _, (u, v, d) = camera_points(record, record["radar_infos"]["RADAR_FRONT"][0], read_radar_points, real_root)
-        radar_counts.append(geometry.in_canvas(u, v, d, h, w).sum())
+        radar_counts.append((geometry.in_canvas(u, v, h, w) & (d > 0)).sum())
         _, (u, v, d) = camera_points(record, record["lidar_infos"]["LIDAR_TOP"], read_lidar_points, real_root)
-        keep = geometry.in_canvas(u, v, d, h, w)
+        keep = geometry.in_canvas(u, v, h, w) & (d > 0)
         lidar_pixels.append(np.count_nonzero(geometry.rasterize_depth(u[keep], v[keep], d[keep], h, w)))
     assert 35 <= np.mean(radar_counts) <= 70
     assert min(lidar_pixels) > 2000
@@ -102,9 +103,26 @@ def test_projection_and_canvas_by_hand():
     u, v, depth = geometry.project_points(K, xyz)
     np.testing.assert_allclose(u[[0, 2]], [100, 0])
     np.testing.assert_allclose(v[0], 45)
-    # w = 100: u = 100 is outside, u = 0 inside, behind the camera never.
-    assert geometry.in_canvas(u, v, depth, 40, 100).tolist() == [False, False, True, True]
-    assert geometry.in_canvas(u, v, depth, 46, 101).tolist() == [True, False, True, True]
+    # behind the camera: (0, 0, -1) projects to (50, 20), the principal point, and is in the canvas
+    np.testing.assert_allclose([u[1], v[1], depth[1]], [50, 20, -1])
+    # w = 100: u = 100 is outside, u = 0 inside; depth is not looked at (released)
+    assert geometry.in_canvas(u, v, 40, 100).tolist() == [False, True, True, True]
+    assert geometry.in_canvas(u, v, 46, 101).tolist() == [True, True, True, True]
+
+
+def test_behind_camera_point_overwrites_then_drops_out():
+    """Released evaluation: a later behind-camera point overwrites a valid one at its pixel, and
+    the pixel then fails 0 < gt <= R."""
+    from utils.metrics import per_image_errors
+    K = np.array([[100.0, 0, 50], [0, 100, 20], [0, 0, 1]])
+    xyz = np.array([[0.0, 0.0, 10.0], [0.1, 0.0, 10.0], [0.0, 0.0, -3.0]])   # last: behind
+    u, v, depth = geometry.project_points(K, xyz)
+    keep = geometry.in_canvas(u, v, 40, 100)
+    gt = geometry.rasterize_depth(u[keep], v[keep], depth[keep], 40, 100)
+    assert gt[20, 50] == -3.0 and gt[20, 51] == 10.0
+    pred = torch.full((1, 1, 40, 100), 12.0)
+    errors = per_image_errors(pred, torch.from_numpy(gt)[None, None], 80)
+    assert errors["mae_m"].item() == pytest.approx(2.0)      # only the pixel holding 10 m counts
 
 
 def test_rasterize_file_order_and_truncation():
@@ -125,3 +143,18 @@ def test_radar_column_map():
     assert out.shape == (4, 6) and out.dtype == np.float32
     expected_row = np.array([0, 0, 30, 0, 0, 20], np.float32)   # u = 9 is off the canvas
     np.testing.assert_array_equal(out, np.tile(expected_row, (4, 1)))
+
+
+def test_radar_behind_camera_writes_its_column():
+    """Released canvas test on (u, v) alone: a radar point behind the camera whose projection
+    lands in the image writes its negative depth down its column (both modes)."""
+    from datasets.nuscenes_dataset import eval_sample
+    from utils.config import Config
+    from utils.predict_io import camera_frame
+    K = np.array([[100.0, 0, 50], [0, 100, 20], [0, 0, 1]])
+    xyz = np.array([[0.0, 0.0, 10.0], [-0.3, 0.0, -3.0]])          # the second: u = 60, z = -3
+    frame = camera_frame("t", np.zeros((40, 100, 3), np.uint8), K, xyz)
+    sample = eval_sample(frame, Config().data, np.random.default_rng(0))
+    radar = sample["radar_map"][0]
+    assert (radar[:, 50] == 10).all() and (radar[:, 60] == -3).all()
+    assert np.count_nonzero(radar[0]) == 2 and sample["radar_count"] == 2

@@ -36,21 +36,25 @@ def test_mask_term_is_mean_absolute_error():
         pytest.approx((0.2 + 0.1 + 0.5 + 0.0) / 4)
 
 
-def test_spade_loss_stage_weighting_and_cropping():
+def test_spade_loss_stage_weighting_and_padded_mask_term():
     # 8 x 8 label with one LiDAR pixel at (5, 6): it lands on (1, 1) at 1/4 and (2, 3) at 1/2.
     label = torch.zeros(1, 1, 8, 8)
     label[0, 0, 5, 6] = 10.0
-    seg = torch.zeros(1, 1, 8, 8)
-    # predictions come from a padded 16 x 16 input; only the top-left label extent counts
+    seg = torch.ones(1, 1, 8, 8)
+    # predictions come from a padded 16 x 16 input; the depth term sees the labels only, the mask
+    # term the whole padded canvas with the target zero-padded (released)
     preds = {f"depth_s{s}": torch.full((1, 1, 16 // s, 16 // s), 12.0) for s in (4, 2, 1)}
     preds.update({f"mask_s{s}": torch.full((1, 1, 16 // s, 16 // s), 0.25) for s in (4, 2, 1)})
-    preds["mask_s1"][0, 0, 8:, :] = 1.0  # padding region: must not count
+    preds["mask_s1"][0, 0, 8:, :] = 1.0
     terms = spade_loss(preds, {"lidar_map": label, "seg_target": seg}, mask_weight=2.0)
     depth = 1.5  # smooth-L1 of a 2 m error, one pixel, batch of one
+    # s = 1: 64 px |0.25 - 1| + 64 px |0.25 - 0| (padding right) + 128 px |1 - 0| (padding below)
+    # s = 2, 4: a quarter of the canvas has target 1 (|0.25 - 1|), the rest 0 (|0.25 - 0|)
+    mask = {1: (64 * 0.75 + 64 * 0.25 + 128 * 1.0) / 256, 2: 0.375, 4: 0.375}
     for s in (4, 2, 1):
         assert terms[f"depth_s{s}"].item() == pytest.approx(depth)
-        assert terms[f"mask_s{s}"].item() == pytest.approx(0.25)
-    expected = sum((depth + 2.0 * 0.25) / s for s in (4, 2, 1))
+        assert terms[f"mask_s{s}"].item() == pytest.approx(mask[s])
+    expected = sum((depth + 2.0 * mask[s]) / s for s in (4, 2, 1))
     assert terms["total"].item() == pytest.approx(expected)
 
 

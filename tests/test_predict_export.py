@@ -114,8 +114,9 @@ def test_outputs_round_trip(tmp_path):
 
 # ---- own data ------------------------------------------------------------------------------------
 def test_own_frame_inputs_by_hand(tmp_path):
-    """K f=200, c=(200, 112.5): (1, 0.5, 10) m lands on u = 220, so column 220 holds 10 m; a
-    point behind the camera and one left of the image only become point features."""
+    """K f=200, c=(200, 112.5): (1, 0.5, 10) m lands on u = 220, so column 220 holds 10 m; the
+    point behind the camera projects (x/z, y/z) to the principal point and, as released, writes
+    its negative depth down column 200; the one left of the image only becomes a point feature."""
     image, img = small_image(tmp_path)
     pts = np.array([[1.0, 0.5, 10.0], [0.0, 0.0, -4.0], [-30.0, 0.0, 5.0]])
     np.save(tmp_path / "pts.npy", pts)
@@ -124,6 +125,7 @@ def test_own_frame_inputs_by_hand(tmp_path):
     np.testing.assert_array_equal(sample["img"], img.transpose(2, 0, 1))
     expected = np.zeros((1, H, W), np.float32)
     expected[0, :, 220] = 10.0
+    expected[0, :, 200] = -4.0
     np.testing.assert_array_equal(sample["radar_map"], expected)
     assert sample["radar_count"] == 3 and sample["radar_pts"].shape == (200, 3)
     np.testing.assert_array_equal(sample["radar_pts"][:3], pts.astype(np.float32))

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Optional
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from datasets.infos import entry_path
@@ -52,10 +53,11 @@ def write_stand_in_masks(dataset: RadarCameraDataset, indices, out_dir: Path) ->
 def benchmark_data(data_root: str, infos: str, mode: str, samples: int, reference: bool = False,
                    cfg: Optional[Config] = None, stand_in_masks: bool = False, repeats: int = 3) -> Dict[str, Any]:
     """Time `samples` samples (cycling through the info file) in one process, single-threaded
-    OpenCV, each sample's fastest of `repeats` calls. Returns {"mode", "samples", "repeats",
+    OpenCV and torch (as in a loader worker), each sample's fastest of `repeats` calls. Returns {"mode", "samples", "repeats",
     "ours": {...}, and when asked "reference": {...}, "speedup", "cpu_speedup"}."""
     cfg = cfg or Config()
     cv2.setNumThreads(1)
+    torch.set_num_threads(1)
     dataset = RadarCameraDataset(cfg, infos, mode, data_root=data_root)
     indices = [i % len(dataset) for i in range(samples)]
     result: Dict[str, Any] = {"mode": mode, "samples": samples, "repeats": repeats}

@@ -4,8 +4,9 @@
 What makes it slow is kept on purpose: the devkit's point-cloud classes transform the points step
 by step, radar files are parsed point by point, the occlusion filter asks a KD-tree once per point
 in a Python loop, and the disruption runs on PIL images (ImageEnhance, bicubic / nearest resize,
-a 3x3 kernel). Random draws follow `datasets.augment.sample_disruption`, so both pipelines see the
-same flips, factors and crops.
+a 3x3 Gaussian kernel) with the semantic mask resized by torch's legacy nearest rule, as released.
+Random draws follow `datasets.augment.sample_disruption`, so both pipelines see the same flips,
+factors and crops; `disrupt` is also the yardstick of the augmentation's fidelity tests.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any, Dict
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from nuscenes.utils.data_classes import LidarPointCloud, RadarPointCloud
 from nuscenes.utils.geometry_utils import view_points
 from PIL import Image, ImageEnhance, ImageFilter
@@ -74,7 +77,7 @@ class ReferencePipeline:
         _to_camera(radar, radar_entry, cam)
         lu, lv, lz = self._in_canvas(lidar.points[:3], K, h, w)
         if self.mode == "train":
-            near = lz < self.cfg.data.max_depth_m
+            near = (lz > 0) & (lz < self.cfg.data.max_depth_m)
             lu, lv, lz = lu[near], lv[near], lz[near]
             keep = occlusion_per_point(lu, lv, lz, scaled_radius_px(self.cfg.data.occlusion_radius_px, w),
                                    self.cfg.data.occlusion_rel_threshold)
@@ -90,29 +93,49 @@ class ReferencePipeline:
             if self.cfg.data.mask_supervision:
                 ids = np.array(Image.open(self.seg_dir / f"{Path(entry_path(cam)).stem}.png"))
                 out["seg_target"] = Image.fromarray(np.isin(ids, SEG_CLASSES).astype(np.uint8))
-            out = self._disrupt(out, augment.sample_disruption(rng, "released", (h, w),
-                                                               (self.cfg.data.height, self.cfg.data.width)))
+            out = disrupt(out, augment.sample_disruption(rng, "released", (h, w),
+                                                         (self.cfg.data.height, self.cfg.data.width)))
         arrays = {k: np.array(v, dtype=np.float32) for k, v in out.items()}
         arrays["img"] = arrays["img"][:, :, ::-1].transpose(2, 0, 1)
         return {k: (v if k == "img" else v[None]) for k, v in arrays.items()}
 
     @staticmethod
     def _in_canvas(xyz: np.ndarray, K: np.ndarray, h: int, w: int):
-        uv = view_points(xyz, K, normalize=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            uv = view_points(xyz, K, normalize=True)
+            keep = (uv[0] >= 0) & (uv[0] < w) & (uv[1] >= 0) & (uv[1] < h)     # depth not looked at
         z = xyz[2]
-        keep = (z > 0) & (uv[0] >= 0) & (uv[0] < w) & (uv[1] >= 0) & (uv[1] < h)
         return uv[0][keep], uv[1][keep], z[keep]
 
-    @staticmethod
-    def _disrupt(maps: Dict[str, Image.Image], d: augment.Disruption) -> Dict[str, Image.Image]:
-        if d.flip:
-            maps = {k: m.transpose(Image.FLIP_LEFT_RIGHT) for k, m in maps.items()}
-        img = ImageEnhance.Brightness(maps["img"]).enhance(d.brightness)
-        img = ImageEnhance.Contrast(img).enhance(d.contrast)
-        maps["img"] = ImageEnhance.Color(img).enhance(d.saturation)
-        (res_h, res_w), (y0, x0), (out_h, out_w) = d.resized_hw, d.crop_yx, d.out_hw
-        box = (x0, y0, x0 + out_w, y0 + out_h)
-        maps = {k: m.resize((res_w, res_h), Image.BICUBIC if k == "img" else Image.NEAREST).crop(box)
-                for k, m in maps.items()}
-        maps["img"] = maps["img"].filter(ImageFilter.Kernel((3, 3), [1, 2, 1, 2, 4, 2, 1, 2, 1], 16))
-        return maps
+
+
+def gaussian_blur_3x3(img: Image.Image, sigma_px: float = augment.BLUR_SIGMA_PX) -> Image.Image:
+    """3x3 Gaussian blur as torchvision's GaussianBlur computes it on a uint8 image: normalised
+    taps at offsets -1, 0, 1, reflect padding, float convolution, rounded."""
+    taps = torch.exp(-0.5 * (torch.arange(-1.0, 2.0) / sigma_px) ** 2)
+    kernel = torch.outer(taps / taps.sum(), taps / taps.sum()).expand(3, 1, 3, 3)
+    x = torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1)[None]
+    y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), kernel, groups=3)
+    return Image.fromarray(y.round().clamp(0, 255)[0].permute(1, 2, 0).numpy().astype(np.uint8))
+
+
+def disrupt(maps: Dict[str, Image.Image], d: augment.Disruption) -> Dict[str, Image.Image]:
+    """The released disruption on PIL images: img (RGB), lidar_map / radar_map (mode F) and
+    optionally seg_target (mode L, resized by torch's legacy nearest rule as released)."""
+    if d.flip:
+        maps = {k: m.transpose(Image.FLIP_LEFT_RIGHT) for k, m in maps.items()}
+    img = ImageEnhance.Brightness(maps["img"]).enhance(d.brightness)
+    img = ImageEnhance.Contrast(img).enhance(d.contrast)
+    maps["img"] = ImageEnhance.Color(img).enhance(d.saturation)
+    (res_h, res_w), (y0, x0), (out_h, out_w) = d.resized_hw, d.crop_yx, d.out_hw
+    box = (x0, y0, x0 + out_w, y0 + out_h)
+    out = {}
+    for k, m in maps.items():
+        if k == "seg_target":
+            t = torch.from_numpy(np.array(m, dtype=np.float32))[None, None]
+            m = Image.fromarray(F.interpolate(t, size=(res_h, res_w), mode="nearest")[0, 0].numpy().astype(np.uint8))
+        else:
+            m = m.resize((res_w, res_h), Image.BICUBIC if k == "img" else Image.NEAREST)
+        out[k] = m.crop(box)
+    out["img"] = gaussian_blur_3x3(out["img"])
+    return out

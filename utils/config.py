@@ -76,6 +76,9 @@ class TrainConfig:
                                                  # over them) instead of epochs x steps per epoch
     log_every: int = 20                          # TensorBoard scalars every N steps
     image_every: int = 500                       # TensorBoard pictures every N steps (0 = never)
+    val_every: int = 0                           # released metrics on a fixed handful of
+                                                 # data.val_infos frames every N steps (0 = never)
+    val_samples: int = 8                         # that handful: evenly spaced over the val set
     ckpt_every: int = 0                          # also write latest.ckpt every N steps (0 = only
                                                  # at epoch ends and at the end of training)
     keep_epoch_ckpts: int = 0                    # keep the last N epoch_NNN.ckpt (0 = all)

@@ -180,7 +180,7 @@ def camera_frame(name: str, img: np.ndarray, K: np.ndarray, xyz_cam: np.ndarray)
     """A dataset `Frame` (no LiDAR) from an image, its K and camera-frame radar points N x 3."""
     h, w = img.shape[:2]
     u, v, depth_m = geometry.project_points(K, xyz_cam)
-    keep = geometry.in_canvas(u, v, depth_m, h, w)
+    keep = geometry.in_canvas(u, v, h, w)
     empty = np.zeros(0)
     return Frame(name, img, K, (empty, empty, empty), (u[keep], v[keep], depth_m[keep]),
                  np.asarray(xyz_cam, dtype=np.float32), None)
@@ -267,9 +267,11 @@ def write_outputs(depth_m: np.ndarray, out_dir: str | Path, name: str,
 
 def load_model(checkpoint: str | Path, config_path: Optional[str | Path] = None,
                overrides: Sequence[str] = (), device: str | torch.device = "cpu"):
-    """(eval-mode SpaDe, Config) for a checkpoint of either format, configured as eval.py does:
-    the checkpoint's own config (ours carry it) unless `config_path` is given, else the defaults;
-    then the key=value `overrides`. Raises CheckpointError / ConfigError naming the file or key."""
+    """(eval-mode SpaDe, Config) for a released checkpoint, ours, or exported weights
+    (`X.safetensors`, see utils/checkpoint.py), configured as eval.py does: the file's own config
+    (ours and exported weights with their JSON carry it) unless `config_path` is given, else the
+    defaults; then the key=value `overrides`. Raises CheckpointError / ConfigError naming the
+    file or key."""
     ckpt = read_checkpoint(checkpoint)
     if config_path or not ckpt.get("config"):
         cfg = load_config(config_path)

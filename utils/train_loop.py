@@ -11,6 +11,9 @@ sample order and every sample's augmentation depend only on (seed, epoch, index)
 from one continues exactly. A run whose out_dir already has `latest.ckpt` resumes from it by
 itself (that is how torchrun --max-restarts recovers a killed worker).
 Logs: TensorBoard under out_dir/tb, one JSON line per step in out_dir/train_log.jsonl (rank 0).
+Validation (`train.val_every` > 0): rank 0 evaluates the released metrics on `train.val_samples`
+fixed val frames every that many steps and at the end, to TensorBoard (`val/...`) and
+out_dir/val_log.jsonl; it reads no training randomness, so it never changes the trained weights.
 """
 from __future__ import annotations
 
@@ -23,9 +26,10 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from datasets.nuscenes_dataset import RadarCameraDataset
@@ -36,6 +40,7 @@ from utils.checkpoint import fsync_dir, load_network, restore_rng_state, save_ch
 from utils.config import Config, config_to_dict
 from utils.distributed import (DistInfo, EpochIndexed, ResumableDistributedSampler, all_reduce,
                                barrier, init_distributed)
+from utils.evaluate import evaluate, model_predictor
 from utils.schedule import lr_at, set_lr, total_steps
 from utils.visualize import sample_panel, to_rgb_chw
 
@@ -45,7 +50,7 @@ STEP_KEYS = ("img", "radar_map", "radar_pts", "radar_count", "lidar_map", "seg_t
 # Settings that cannot change the trained weights: paths, logging, checkpoint cadence, workers
 # (a sample depends only on seed, epoch and index) and the whole eval section.
 RUN_ONLY_KEYS = {"train": ("out_dir", "resume", "log_every", "image_every", "ckpt_every",
-                           "keep_epoch_ckpts"), "data": ("num_workers",)}
+                           "keep_epoch_ckpts", "val_every", "val_samples"), "data": ("num_workers",)}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -60,6 +65,16 @@ def build_loader(cfg: Config, dist_info: DistInfo) -> tuple[DataLoader, Resumabl
                         pin_memory=dist_info.device.type == "cuda", drop_last=True,
                         **worker_options(cfg.data.num_workers, persistent=True))
     return loader, sampler
+
+
+def build_val_subset(cfg: Config) -> Optional[Subset]:
+    """`train.val_samples` eval-mode frames of data.val_infos, evenly spaced (None when
+    validation is off)."""
+    if cfg.train.val_every <= 0:
+        return None
+    dataset = RadarCameraDataset(cfg, cfg.data.val_infos, mode="eval")
+    count = min(max(cfg.train.val_samples, 1), len(dataset))
+    return Subset(dataset, sorted(set(np.linspace(0, len(dataset) - 1, count).round().astype(int).tolist())))
 
 
 def training_signature(config: Dict[str, Any]) -> Dict[str, Any]:
@@ -109,7 +124,9 @@ class _Logger:
         out.mkdir(parents=True, exist_ok=True)
         self.writer = SummaryWriter(str(out / "tb"), purge_step=step)
         _purge_step_log(out / "train_log.jsonl", step)
+        _purge_step_log(out / "val_log.jsonl", step + 1)      # validation at `step` is kept
         self.jsonl = open(out / "train_log.jsonl", "a")
+        self.val_jsonl = open(out / "val_log.jsonl", "a")
         self.bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
 
     def step(self, step: int, epoch: int, lr: float, terms: Dict[str, float], data_s: float,
@@ -152,6 +169,22 @@ class _Logger:
                                mask=preds["mask_s1"][0, 0, :h, :w], columns=3)
         self.writer.add_image("train/panel", to_rgb_chw(picture), step)
 
+    def validation(self, step: int, summary: Dict[str, Any]) -> None:
+        """Released metrics (mm) of the validation frames after `step` steps."""
+        if not self.main:
+            return
+        scalars = {f"val/{kind}_{r}m": v for kind in ("mae_mm", "rmse_mm") for r, v in summary[kind].items()}
+        if "dense" in summary:
+            scalars.update({f"val/dense_{kind}_{r}m": v for kind in ("mae_mm", "rmse_mm")
+                            for r, v in summary["dense"][kind].items()})
+        for name, value in scalars.items():
+            self.writer.add_scalar(name, value, step)
+        self.val_jsonl.write(json.dumps({"step": step, **summary}) + "\n")
+        self.val_jsonl.flush()
+        far = max(summary["mae_mm"], key=int)
+        self.message(f"step {step}: val MAE 0-{far} m {summary['mae_mm'][far]:.0f} mm, "
+                     f"RMSE {summary['rmse_mm'][far]:.0f} mm ({summary['num_samples']} frames)")
+
     def message(self, text: str) -> None:
         if self.main:
             self.bar.write(text) if hasattr(self, "bar") else log.info(text)
@@ -161,6 +194,7 @@ class _Logger:
             self.bar.close()
             self.writer.close()
             self.jsonl.close()
+            self.val_jsonl.close()
 
 
 def link_latest(path: Optional[Path]) -> None:
@@ -253,10 +287,21 @@ def train(cfg: Config, stop_after: int = 0) -> Dict[str, Any]:
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if cfg.train.bf16 and device.type == "cuda" else nullcontext())
     ckpt_dir = Path(cfg.train.out_dir) / "checkpoints"
+    val_set = build_val_subset(cfg) if dist_info.is_main else None
     logger = _Logger(cfg, dist_info, step, total)
     history: List[Dict[str, float]] = []
 
     saved_step = step
+
+    def validate() -> None:
+        """Rank 0 evaluates `val_set` (the other ranks wait), then training resumes in train mode."""
+        if val_set is not None:
+            summary = evaluate(model_predictor(model, cfg.eval.optimized), val_set,
+                               batch_size=cfg.eval.batch_size, ranges_m=cfg.eval.ranges_m,
+                               device=device, progress=False)["summary"]
+            logger.validation(step, summary)
+            net.train()
+        barrier()
 
     def checkpoint(name: str, epoch: int) -> Optional[Path]:
         nonlocal saved_step
@@ -299,6 +344,8 @@ def train(cfg: Config, stop_after: int = 0) -> Dict[str, Any]:
                 if cfg.train.image_every and (step + 1) % cfg.train.image_every == 0:
                     logger.images(step, batch, preds)
                 step += 1
+                if cfg.train.val_every > 0 and (step % cfg.train.val_every == 0 or step == total):
+                    validate()
                 if nonfinite_in_row >= cfg.train.max_nonfinite_in_row:
                     raise NonFiniteLossError(
                         f"{nonfinite_in_row} steps in a row had a non-finite loss or gradient (last "
