@@ -1,4 +1,5 @@
-# `make demo`, `make test` and `make ablation` (re)build .venv when it cannot be trusted, then run.
+# `make demo`, `make test`, `make ablation` and `make science` (re)build .venv when it cannot be
+# trusted, then run.
 # PYTHON picks the interpreter that creates the venv.
 PYTHON ?= python3
 VENV := .venv
@@ -16,7 +17,7 @@ VENV_ID := $(CURDIR) $(shell cat requirements.txt pyproject.toml | sha256sum | c
 VENV_OK := $(shell [ ! -L $(VENV) ] && $(PY) -c '' 2>/dev/null && \
                    [ "$$(cat $(STAMP) 2>/dev/null)" = "$(VENV_ID)" ] && echo yes)
 
-.PHONY: demo test ablation venv clean-venv
+.PHONY: demo test ablation science venv clean-venv
 
 venv:
 ifneq ($(VENV_OK),yes)
@@ -36,6 +37,9 @@ test: venv
 
 ablation: venv
 	$(PY) tools/ablation.py
+
+science: venv
+	$(PY) tools/science.py
 
 clean-venv:
 	rm -rf $(VENV)

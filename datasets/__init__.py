@@ -1,4 +1,4 @@
-"""nuScenes radar-camera data (SPADE.md sections 1-2); import the modules you need:
+"""nuScenes radar-camera data (docs/spade.md sections 1-2); import the modules you need:
 
     datasets.geometry          point transforms, projection, rasterisation (released semantics)
     datasets.io                readers of images, point clouds, masks; errors naming the file

@@ -1,4 +1,4 @@
-"""The camera-intrinsics disruption (SPADE.md section 2) with the released semantics, drawn once
+"""The camera-intrinsics disruption (docs/spade.md section 2) with the released semantics, drawn once
 per sample and applied to each map.
 
 Draws, in the released order: scale s ~ U(1, 1.3); an angle ~ U(-5, 5) that the release draws and

@@ -1,4 +1,4 @@
-"""Point transforms, projection and rasterisation with the released semantics (SPADE.md section 2).
+"""Point transforms, projection and rasterisation with the released semantics (docs/spade.md section 2).
 
 Transforms are 4 x 4 homogeneous float64 matrices; point sets are N x 3 arrays (a row per point).
 Pixel coordinates are continuous with pixel i covering [i, i + 1): the pixel index of a point is the

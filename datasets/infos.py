@@ -1,4 +1,4 @@
-"""Info-file records (SPADE.md section 1) from a devkit `NuScenes`, and the readers of any info file.
+"""Info-file records (docs/spade.md section 1) from a devkit `NuScenes`, and the readers of any info file.
 
     nusc = NuScenes("v1.0-trainval", "data/nuscenes")
     infos = create_infos(nusc, split_scenes("v1.0-trainval"))    # {"train": [...], "val": [...]}
@@ -25,12 +25,19 @@ import numpy as np
 from tqdm import tqdm
 
 from datasets.geometry import pose_matrix
+from datasets.io import DataFileError
 
 SCHEMA_VERSION = 1
 RADAR_SWEEPS = 5
+CAMERA, LIDAR, RADAR = "CAM_FRONT", "LIDAR_TOP", "RADAR_FRONT"    # what RadarCameraDataset reads
 VERSION_SPLITS = {"v1.0-trainval": ("train", "val"), "v1.0-test": ("test",),
                   "v1.0-mini": ("mini_train", "mini_val")}
 log = logging.getLogger(__name__)
+
+
+class InfoFileError(ValueError):
+    """An info file is not a readable list of records, is of a newer schema, or is empty where
+    samples are needed."""
 
 
 def infos_filename(split: str) -> str:
@@ -54,6 +61,37 @@ def split_scenes(version: str, splits_file: Optional[str | Path] = None) -> Dict
     from nuscenes.utils.splits import create_splits_scenes
     official = create_splits_scenes()
     return {split: list(official[split]) for split in VERSION_SPLITS[version]}
+
+
+def load_nuscenes(root: str | Path, version: str):
+    """The devkit's `NuScenes` of `root`/`version`; a missing or truncated table raises
+    DataFileError naming it."""
+    from nuscenes.nuscenes import NuScenes
+    tables = Path(root) / version
+    if not tables.is_dir():
+        raise DataFileError(f"{tables} not found; the data root must be the nuScenes root holding "
+                            f"the table folder {version}/", tables)
+    try:
+        return NuScenes(version=version, dataroot=str(root), verbose=False)
+    except FileNotFoundError as err:
+        raise DataFileError(f"nuScenes table {err.filename} not found; re-download or re-extract "
+                            f"the {version} metadata", err.filename) from None
+    except json.JSONDecodeError as err:
+        bad = _first_unparsable(sorted(tables.glob("*.json")))
+        raise DataFileError(f"nuScenes table {bad} is truncated or not JSON ({err.msg}, line "
+                            f"{err.lineno}); re-download or re-extract the {version} metadata", bad) from None
+    except AssertionError as err:      # the devkit's checks, e.g. "map mask ... does not exist"
+        raise DataFileError(f"the nuScenes devkit cannot load {tables} ({err}); re-download or "
+                            f"re-extract the {version} metadata and maps", tables) from None
+
+
+def _first_unparsable(paths: List[Path]) -> Optional[Path]:
+    for path in paths:
+        try:
+            json.loads(path.read_bytes())
+        except (ValueError, OSError):
+            return path
+    return None
 
 
 def _sensor_entry(nusc, sd: Dict[str, Any]) -> Dict[str, Any]:
@@ -135,13 +173,19 @@ def make_record(nusc, sample: Dict[str, Any]) -> Dict[str, Any]:
     return record
 
 
-def create_infos(nusc, splits: Dict[str, List[str]], progress: bool = True) -> Dict[str, List[Dict[str, Any]]]:
-    """{split: records} for the samples of each split's scenes present in `nusc`, in table order."""
+def create_infos(nusc, splits: Dict[str, List[str]], progress: bool = True,
+                 require_scenes: bool = False) -> Dict[str, List[Dict[str, Any]]]:
+    """{split: records} for the samples of each split's scenes present in `nusc`, in table order.
+
+    A sample whose key-frame CAM_FRONT, LIDAR_TOP or RADAR_FRONT file is not on disk is left out
+    (one warning per split names the first). `require_scenes` (a splits file): a split that
+    names scenes of which none is in the tables is an error.
+    """
     scene_by_name = {scene["name"]: scene["token"] for scene in nusc.scene}
     split_of_scene: Dict[str, str] = {}
     for split, names in splits.items():
         present = [n for n in names if n in scene_by_name]
-        log.info("split %s: %d of %d scenes present in %s", split, len(present), len(names), nusc.version)
+        _report_presence(split, names, present, nusc, require_scenes)
         for name in present:
             if name in split_of_scene:
                 raise ValueError(f"scene {name} is in both split {split_of_scene[name]} and {split}")
@@ -149,9 +193,45 @@ def create_infos(nusc, splits: Dict[str, List[str]], progress: bool = True) -> D
     wanted = {scene_by_name[n]: s for n, s in split_of_scene.items()}
     samples = [s for s in nusc.sample if s["scene_token"] in wanted]
     infos: Dict[str, List[Dict[str, Any]]] = {split: [] for split in splits}
+    left_out: Dict[str, List[str]] = {split: [] for split in splits}
     for sample in tqdm(samples, desc="info records", disable=not progress):
-        infos[wanted[sample["scene_token"]]].append(make_record(nusc, sample))
+        split = wanted[sample["scene_token"]]
+        missing = missing_key_files(nusc, sample)
+        if missing:
+            left_out[split].append(missing[0])
+        else:
+            infos[split].append(make_record(nusc, sample))
+    for split, paths in left_out.items():
+        if paths:
+            log.warning("split %s: %d samples left out, their key-frame files are not on disk (first: "
+                        "%s); re-download or re-extract them under %s", split, len(paths), paths[0],
+                        nusc.dataroot)
     return infos
+
+
+def _report_presence(split: str, names: List[str], present: List[str], nusc, required: bool) -> None:
+    """Log the split's scenes the tables lack (a warning for a splits file or an empty split);
+    with `required`, a split none of whose scenes is present raises ValueError."""
+    found = set(present)
+    absent = [n for n in names if n not in found]
+    if not absent:
+        return
+    shown = ", ".join(absent[:3]) + (", ..." if len(absent) > 3 else "")
+    if required and not present:
+        raise ValueError(f"split {split}: none of its {len(names)} scenes ({shown}) is in the "
+                         f"{nusc.version} tables under {nusc.dataroot}; check the scene names of the "
+                         "splits file")
+    log.log(logging.WARNING if required or not present else logging.INFO,
+            "split %s: %d of %d scenes present in %s (absent: %s)%s", split, len(present), len(names),
+            nusc.version, shown, "" if present else "; its info file will be empty")
+
+
+def missing_key_files(nusc, sample: Dict[str, Any]) -> List[str]:
+    """Recorded paths of the sample's key-frame CAM_FRONT, LIDAR_TOP and RADAR_FRONT files that
+    are not on disk."""
+    paths = [nusc.get("sample_data", sample["data"][ch])["filename"]
+             for ch in (CAMERA, LIDAR, RADAR) if ch in sample["data"]]
+    return [p for p in paths if not os.path.isfile(os.path.join(nusc.dataroot, p))]
 
 
 def save_infos(records: List[Dict[str, Any]], path: str | Path) -> None:
@@ -170,14 +250,19 @@ def load_infos(path: str | Path) -> List[Dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"info file {path} not found; make it with tools/create_infos.py "
                                 "(see docs/data.md)")
-    with open(path, "rb") as f:
-        records = pickle.load(f)
-    if not isinstance(records, list):
-        raise ValueError(f"info file {path} holds a {type(records).__name__}, not a list of records")
+    try:
+        with open(path, "rb") as f:
+            records = pickle.load(f)
+    except Exception as err:     # pickle raises many kinds (UnpicklingError, EOFError, ImportError, ...)
+        raise InfoFileError(f"info file {path} is not a readable pickle ({type(err).__name__}: {err}); "
+                            "regenerate it with tools/create_infos.py") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise InfoFileError(f"info file {path} holds a {type(records).__name__}, not a list of records "
+                            "(dicts); regenerate it with tools/create_infos.py")
     newest = max((r.get("schema_version", 0) for r in records), default=0)
     if newest > SCHEMA_VERSION:
-        raise ValueError(f"info file {path} has schema version {newest}; this code reads up to "
-                         f"{SCHEMA_VERSION}: update the code or regenerate the file")
+        raise InfoFileError(f"info file {path} has schema version {newest}; this code reads up to "
+                            f"{SCHEMA_VERSION}: update the code or regenerate the file")
     return records
 
 

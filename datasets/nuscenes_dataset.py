@@ -1,4 +1,4 @@
-"""`RadarCameraDataset`: CAM_FRONT image + RADAR_FRONT key frame + LIDAR_TOP labels (SPADE.md 1-2).
+"""`RadarCameraDataset`: CAM_FRONT image + RADAR_FRONT key frame + LIDAR_TOP labels (docs/spade.md 1-2).
 
     ds = RadarCameraDataset(cfg, cfg.data.train_infos, mode="train")
     ds.set_epoch(epoch)
@@ -8,10 +8,13 @@ eval: the released protocol at the camera's resolution (LiDAR ground truth: ever
 falls in the canvas, behind the camera too, written in file order; see datasets/geometry.py).
 train: 0 < z < data.max_depth_m and the occlusion filter on the LiDAR label, then the camera-intrinsics
 disruption (datasets/augment.py) cropping to data.height x data.width, and the semantic target.
+data.radar_sweeps > 1 accumulates radar sweeps (datasets/radar_sweeps.py); data.label_kind=depth_png
+trains on label maps instead of the LiDAR sweep (datasets/label_maps.py).
 A sample's randomness depends only on (train.seed, epoch, index), never on the worker.
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +24,15 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from datasets import augment, geometry
+from datasets import augment, geometry, radar_sweeps
 from datasets.augment import image_chw
-from datasets.infos import entry_path, entry_poses, load_infos
+from datasets.infos import CAMERA, LIDAR, RADAR, InfoFileError, entry_path, entry_poses, load_infos
 from datasets.io import (DataFileError, read_dense_depth, read_image_bgr, read_lidar_points,
-                         read_radar_points, read_seg_mask, resolve_data_path)
+                         read_seg_mask, resolve_data_path)
+from datasets.label_maps import check_label_config, read_label
 from datasets.occlusion import occlusion_keep, scaled_radius_px
 from datasets.workers import reuse_freed_buffers
 
-CAMERA, LIDAR, RADAR = "CAM_FRONT", "LIDAR_TOP", "RADAR_FRONT"
 # ADE20K-150 ids of the mask target: wall, building, tree, person, car, fence, bus, truck, pole,
 # van, minibike, bicycle.
 SEG_CLASSES = (0, 1, 4, 12, 20, 32, 80, 83, 93, 102, 116, 127)
@@ -48,7 +51,9 @@ class Frame:
     lidar_uvz: Tuple[np.ndarray, np.ndarray, np.ndarray]   # in-canvas u, v, depth_m (any sign), file order
     radar_uvz: Tuple[np.ndarray, np.ndarray, np.ndarray]   # in-canvas radar points, likewise
     radar_xyz: np.ndarray          # N x 3 float32 camera-frame xyz of every valid radar point
-    dense_depth: Optional[np.ndarray]   # h x w float32 (m) where depth_dense/ exists
+    dense_depth: Optional[np.ndarray]   # h x w float32 (m) where depth_dense/ exists (eval mode)
+    seg_ids: Optional[np.ndarray] = None   # h x w uint8 ADE20K ids (train mode with the mask loss)
+    label_m: Optional[np.ndarray] = None   # h x w float32 (m) label of data.label_dir (train mode)
 
 
 def _camera_points(record: Dict[str, Any], entry: Dict[str, Any], xyz: np.ndarray, K: np.ndarray,
@@ -108,10 +113,15 @@ class RadarCameraDataset(Dataset):
             raise ValueError(f"mode={mode!r}; expected one of {MODES}")
         if cfg.data.disruption not in augment.DISRUPTIONS:
             raise ValueError(f"data.disruption={cfg.data.disruption!r}; expected one of {augment.DISRUPTIONS}")
+        check_label_config(cfg.data)
         self.cfg, self.mode = cfg, mode
         self.root = Path(data_root if data_root is not None else cfg.data.root)
         self.seg_dir = Path(cfg.data.seg_mask_dir) if cfg.data.seg_mask_dir else self.root / "seg_mask"
         self.infos = load_infos(infos_path)
+        if not self.infos:
+            raise InfoFileError(f"info file {infos_path} holds no records (create_infos found no sample "
+                                "of its split); point data.train_infos / data.val_infos (--infos) at "
+                                "a split with samples")
         self.epoch = 0
         self.num_skipped = 0       # bad samples replaced by a neighbour (in this process)
         reuse_freed_buffers()
@@ -128,8 +138,12 @@ class RadarCameraDataset(Dataset):
         return np.random.default_rng([self.cfg.train.seed, self.epoch, index])
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
+        """The sample of `index`. Train mode with data.skip_bad_samples: a sample whose files are
+        bad is replaced by the next one, and `skipped` (JSON text, "" when none) lists each
+        replaced one as {index, file, reason}."""
         rng = self._rng(index)
         skip = self.mode == "train" and self.cfg.data.skip_bad_samples
+        skipped = []
         for attempt in range(MAX_CONSECUTIVE_SKIPS + 1 if skip else 1):
             current = (index + attempt) % len(self)
             try:
@@ -139,6 +153,7 @@ class RadarCameraDataset(Dataset):
                 if not skip:
                     raise
                 self.num_skipped += 1
+                skipped.append({"index": current, "file": err.path, "reason": str(err)})
                 log.warning("sample %d skipped, sample %d used instead: %s", current,
                             (current + 1) % len(self), err)
         else:
@@ -146,29 +161,34 @@ class RadarCameraDataset(Dataset):
                                 f"are unreadable under {self.root}; check the data root")
         if self.mode == "train":
             sample = self._train_sample(frame, rng)
+            sample["skipped"] = json.dumps(skipped) if skipped else ""
         else:
             sample = eval_sample(frame, self.cfg.data, rng)
         sample["index"] = np.int64(current)
         return sample
 
     def load_frame(self, index: int) -> Frame:
-        """Read and project one sample's files (no randomness)."""
+        """Read and project one sample's files (no randomness); in train mode with the mask loss
+        also its semantic mask."""
         record = self.infos[index]
         cam = record["cam_infos"][CAMERA]
-        img = read_image_bgr(resolve_data_path(self.root, entry_path(cam)))
+        image_path = resolve_data_path(self.root, entry_path(cam))
+        img = read_image_bgr(image_path)
         h, w = img.shape[:2]
         K = np.asarray(cam["calibrated_sensor"]["camera_intrinsic"], dtype=np.float64)
+        check_image_size(img, cam, K, image_path)
         lidar = record["lidar_infos"][LIDAR]
         _, lidar_uvz = _camera_points(
             record, lidar, read_lidar_points(resolve_data_path(self.root, entry_path(lidar))), K, h, w)
-        radar = record["radar_infos"][RADAR][0]
-        radar_xyz, radar_uvz = _camera_points(
-            record, radar, read_radar_points(resolve_data_path(self.root, entry_path(radar))), K, h, w)
+        radar_xyz, radar_uvz = radar_sweeps.camera_radar(record, self.root, self.cfg.data.radar_sweeps, K, h, w)
         name = Path(entry_path(cam)).stem
         dense_path = self.root / "depth_dense" / f"{name}.png"
-        wanted = self.mode == "eval" or self.cfg.data.dense_label    # training reads it only as label
-        dense = read_dense_depth(dense_path) if wanted and dense_path.is_file() else None
-        return Frame(name, img, K, lidar_uvz, radar_uvz, radar_xyz.astype(np.float32), dense)
+        dense = read_dense_depth(dense_path) if self.mode == "eval" and dense_path.is_file() else None
+        train = self.mode == "train"
+        seg_ids = self._seg_ids(name, img.shape[:2]) if train and self.cfg.data.mask_supervision else None
+        label_m = read_label(self.root, self.cfg.data, name) if train else None     # None: LiDAR label
+        return Frame(name, img, K, lidar_uvz, radar_uvz, radar_xyz.astype(np.float32), dense, seg_ids,
+                     label_m)
 
     def _train_lidar(self, frame: Frame) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """In-canvas LiDAR with 0 < z < max_depth_m and the occlusion filter, file order."""
@@ -199,7 +219,6 @@ class RadarCameraDataset(Dataset):
 
     def _train_sample(self, frame: Frame, rng: np.random.Generator) -> Dict[str, Any]:
         src_hw = frame.img.shape[:2]
-        seg_ids = self._seg_ids(frame) if self.cfg.data.mask_supervision else None
         lidar_uvz = self._train_lidar(frame)
         d = augment.sample_disruption(rng, self.cfg.data.disruption, src_hw,
                                       (self.cfg.data.height, self.cfg.data.width))
@@ -212,20 +231,37 @@ class RadarCameraDataset(Dataset):
             "K": (augment.disruption_affine(d) @ frame.K).astype(np.float32),
             "name": frame.name,
         }
-        if seg_ids is not None:
-            sample["seg_target"] = cv2.LUT(augment.warp_dense_nearest(seg_ids, d), SEG_LUT)[None]
-        if frame.dense_depth is not None:                  # read in train mode for dense_label only
-            dense = augment.warp_dense_nearest(frame.dense_depth, d)
-            sample["dense_depth"] = dense[None]
-            sample["lidar_map"] = np.where(dense < self.cfg.data.max_depth_m, dense, 0)[None]
+        if frame.seg_ids is not None:
+            sample["seg_target"] = cv2.LUT(augment.warp_dense_nearest(frame.seg_ids, d), SEG_LUT)[None]
+        if frame.label_m is not None:                      # data.label_kind=depth_png: the label map
+            label = augment.warp_dense_nearest(frame.label_m, d)
+            sample["lidar_map"] = np.where(label < self.cfg.data.max_depth_m, label, 0)[None]
         return sample
 
-    def _seg_ids(self, frame: Frame) -> np.ndarray:
+    def _seg_ids(self, name: str, image_hw: Tuple[int, int]) -> np.ndarray:
         """h x w uint8 ADE20K-150 ids of seg_mask/<name>.png, checked against the image size."""
-        path = self.seg_dir / f"{frame.name}.png"
+        path = self.seg_dir / f"{name}.png"
         ids = read_seg_mask(path)
-        if ids.shape != frame.img.shape[:2]:
+        if ids.shape != image_hw:
             raise DataFileError(f"semantic mask {path} is {ids.shape[0]}x{ids.shape[1]} but its image is "
-                                f"{frame.img.shape[0]}x{frame.img.shape[1]}; regenerate it with "
-                                "tools/gen_seg_masks.py")
+                                f"{image_hw[0]}x{image_hw[1]}; regenerate it with tools/gen_seg_masks.py",
+                                path)
         return ids
+
+
+def check_image_size(img: np.ndarray, cam: Dict[str, Any], K: np.ndarray, path: Path) -> None:
+    """Reject an image whose size is not the one its info record gives (`height`, `width`, when
+    recorded) or whose K puts the principal point outside it: K and the LiDAR ground truth
+    belong to the recorded size."""
+    h, w = img.shape[:2]
+    recorded = (cam.get("height"), cam.get("width"))
+    cx, cy = K[0, 2], K[1, 2]
+    if None not in recorded and recorded != (h, w):
+        why = f"its info record says {recorded[0]}x{recorded[1]}"
+    elif not (0 < cx < w and 0 < cy < h):
+        why = f"the principal point ({cx:.0f}, {cy:.0f}) of its intrinsics lies outside it"
+    else:
+        return
+    raise DataFileError(f"image {path} is {h}x{w} but {why}: it was resized or replaced; restore the "
+                        "original image (or regenerate the info file if the image is the right one)",
+                        path)

@@ -1,4 +1,4 @@
-"""Occlusion filter for projected LiDAR (SPADE.md section 2): drop points seen "through" a surface.
+"""Occlusion filter for projected LiDAR (docs/spade.md section 2): drop points seen "through" a surface.
 
 The LiDAR sits above and behind the camera, so it sees past the edges of near objects; projected
 into the image those far points land among the near object's points. A point is dropped when some

@@ -44,3 +44,13 @@ def worker_options(num_workers: int, persistent: bool = False) -> Dict[str, Any]
         return {"num_workers": 0}
     return {"num_workers": num_workers, "multiprocessing_context": "spawn",
             "worker_init_fn": init_worker, "persistent_workers": persistent}
+
+
+def error_message(error: BaseException) -> str:
+    """The message of `error`. A DataLoader re-raises a worker's error in the main process with
+    the worker's traceback in its message ("Caught X in DataLoader worker process 0. Original
+    Traceback ..."); for such an error, the original message (its last line) alone."""
+    text = str(error)
+    if "in DataLoader worker process" not in text.split("\n", 1)[0]:
+        return text
+    return text.rstrip().rsplit("\n", 1)[-1].split(": ", 1)[-1]

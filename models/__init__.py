@@ -1,4 +1,4 @@
-"""SpaDe network (SPADE.md section 3) and the resampling ops it shares with the loss."""
+"""SpaDe network (docs/spade.md section 3) and the resampling ops it shares with the loss."""
 from models.ops import downscale_bilinear, pad_to_network, padded_size, scatter_downscale
 from models.spade import SpaDe
 

@@ -1,4 +1,4 @@
-"""ResNeXt encoder of one SpaDe UNet (SPADE.md section 3)."""
+"""ResNeXt encoder of one SpaDe UNet (docs/spade.md section 3)."""
 from __future__ import annotations
 
 from typing import List

@@ -1,7 +1,7 @@
 """Building blocks of the SpaDe UNets. Module names follow the released state_dict.
 
 Every convolution keeps its bias and is followed by BatchNorm (`.conv`, `.bn`). A ReLU follows
-only where the released network has one (SPADE.md section 3, checked against golden outputs):
+only where the released network has one (docs/spade.md section 3, checked against golden outputs):
 inside the bottleneck and after its sum, between the two convs of a separable-score branch and
 of a refine, nowhere in a resize and nowhere after a decoder sum.
 """

@@ -1,4 +1,4 @@
-"""SpaDe training loss (SPADE.md section 4), a pure function of named predictions and targets.
+"""SpaDe training loss (docs/spade.md section 4), a pure function of named predictions and targets.
 
 For each stage with scale s in (4, 2, 1):
 - depth term: smooth-L1 (beta 1 m) over the pixels that carry a label, summed per sample,

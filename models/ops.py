@@ -1,4 +1,4 @@
-"""Resampling operations shared by the network and the loss (SPADE.md sections 2-4)."""
+"""Resampling operations shared by the network and the loss (docs/spade.md sections 2-4)."""
 from __future__ import annotations
 
 import torch

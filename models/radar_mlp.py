@@ -1,4 +1,4 @@
-"""Radar-position injection (SPADE.md section 3): per-point MLP, masked mean over valid points."""
+"""Radar-position injection (docs/spade.md section 3): per-point MLP, masked mean over valid points."""
 from __future__ import annotations
 
 import torch

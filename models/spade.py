@@ -20,7 +20,7 @@ def _upsample4(feature: torch.Tensor) -> torch.Tensor:
 
 
 class SpaDe(nn.Module):
-    """Network of SPADE.md section 3; its state_dict matches the released checkpoint.
+    """Network of docs/spade.md section 3; its state_dict matches the released checkpoint.
 
     radar_injection: add the radar-point embedding to the features G1 and G2 hand on
     (ModelConfig.radar_injection). inference_options: how `predict` runs its fused copy

@@ -1,12 +1,16 @@
-"""Checkpoint formats, strict-load errors, atomic writes, and the typed config."""
+"""Checkpoint formats, strict-load errors, atomic writes (permissions, full disk, orphans), and
+the typed config."""
+import os
 import random
 
 import numpy as np
 import pytest
 import torch
 
-from utils.checkpoint import (CheckpointError, capture_rng_state, load_network, read_checkpoint,
-                              restore_rng_state, save_checkpoint)
+from utils.checkpoint import (CheckpointError, OutputWriteError, capture_rng_state, load_network,
+                              read_checkpoint, remove_orphaned_temp_files, restore_rng_state,
+                              save_checkpoint)
+from utils.train_loop import prune_epoch_checkpoints
 from conftest import REPO
 from utils.config import ConfigError, config_from_dict, config_to_dict, load_config
 
@@ -107,3 +111,51 @@ def test_config_overrides_types_and_unknown_keys(tmp_path):
     (tmp_path / "bad.yaml").write_text("trian:\n  epochs: 1\n")
     with pytest.raises(ConfigError, match="unknown config key 'trian'"):
         load_config(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_checkpoint_permissions_follow_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = save_checkpoint(tmp_path / "latest.ckpt", Tiny())
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask          # 0644 / 0664, not 0600
+
+
+def test_full_disk_keeps_the_previous_checkpoint_and_says_so(tmp_path, monkeypatch):
+    """torch's zip writer turns ENOSPC into "RuntimeError: [enforce fail at inline_container.cc]";
+    the error names the space and the path, the old file survives, no temporary file stays."""
+    first = save_checkpoint(tmp_path / "latest.ckpt", Tiny(), step=1)
+    real_save = torch.save
+
+    def full_disk(obj, f):
+        f.write(b"partial")
+        with open("/dev/full", "wb") as full:
+            real_save(obj, full)
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OutputWriteError, match=f"no space left on device writing {first}; the previous "
+                                               "latest.ckpt is unchanged"):
+        save_checkpoint(first, Tiny(), step=2)
+    monkeypatch.undo()
+    assert read_checkpoint(first)["step"] == 1 and sorted(os.listdir(tmp_path)) == ["latest.ckpt"]
+
+
+def test_orphaned_temporary_files_and_epoch_pruning_past_999(tmp_path):
+    for name in (".latest.ckpt.123-ab12cd34.tmp", ".latest.ckpt.link", "epoch_998.ckpt", "epoch_999.ckpt",
+                 "epoch_1000.ckpt", "epoch_1001.ckpt", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x" * 10)
+    assert remove_orphaned_temp_files(tmp_path) == (2, 20)
+    prune_epoch_checkpoints(tmp_path, keep=2)          # as text, epoch_999 sorts after epoch_1001
+    assert sorted(os.listdir(tmp_path)) == ["epoch_1000.ckpt", "epoch_1001.ckpt", "notes.txt"]
+
+
+def test_config_numbers_as_yaml_1_1_strings_and_lower_bounds():
+    """`1e-3` is a string to YAML 1.1 (no dot): still a float key's value. Sizes and counts
+    below their minimum name the key."""
+    cfg = load_config(None, ["train.lr_base=1e-3", "train.lr_cosine=5E-3", "data.root=1e-3"])
+    assert (cfg.train.lr_base, cfg.train.lr_cosine, cfg.data.root) == (1e-3, 5e-3, "1e-3")
+    for bad, says in (("train.batch_size=0", "at least 1, got 0"), ("eval.batch_size=-2", "at least 1, got -2"),
+                      ("train.lr_base=-1e-3", "at least 0, got -0.001"), ("data.num_workers=-1", "at least 0, got -1")):
+        with pytest.raises(ConfigError, match=f"config key '{bad.split('=')[0]}': must be {says}"):
+            load_config(None, [bad])

@@ -1,5 +1,6 @@
 """RadarCameraDataset, the occlusion filter and the disruption: constructed inputs with known
 answers, and the real slice (masks and corrupt files written into tmp_path)."""
+import json
 import logging
 import re
 
@@ -11,7 +12,7 @@ from torch.utils.data import default_collate
 
 from datasets import augment, geometry
 from datasets.infos import entry_path, save_infos
-from datasets.io import DataFileError, MissingSegMaskError, read_radar_points
+from datasets.io import DataFileError, MissingSegMaskError, _radar_table, radar_kept, read_radar_points
 from datasets.nuscenes_dataset import SEG_CLASSES, RadarCameraDataset
 from datasets.occlusion import occlusion_keep
 from utils.bench_data_reference import occlusion_per_point
@@ -366,7 +367,7 @@ def test_train_point_radar_and_none(real_infos, real_root):
 
 
 def test_seg_target_classes(real_infos, real_root, real_records, tmp_path):
-    """Every ADE20K id 0..149 in the mask: the target is 1 exactly on SPADE.md's twelve classes."""
+    """Every ADE20K id 0..149 in the mask: the target is 1 exactly on docs/spade.md's twelve classes."""
     ids = np.tile(np.repeat(np.arange(160, dtype=np.uint8), 10), (900, 1))[:, :1600]
     name = entry_path(real_records[0]["cam_infos"]["CAM_FRONT"]).split("/")[-1][:-4]
     cv2.imwrite(str(tmp_path / f"{name}.png"), ids)
@@ -396,25 +397,64 @@ def small_root(tmp_path, real_root, real_records, n=3):
     return tmp_path / "infos.pkl"
 
 
+def scan_damaged(raw):
+    """A JPEG with 64 random bytes written over the middle of its scan, end marker intact: OpenCV
+    decodes it into a partly garbage image with only a libjpeg warning on stderr."""
+    middle = (raw.index(b"\xff\xda") + len(raw)) // 2
+    noise = np.random.default_rng(0).integers(0, 256, 64, dtype=np.uint8).tobytes()
+    return raw[:middle] + noise + raw[middle + 64:]
+
+
+def resized_jpeg(raw, factor):
+    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    return cv2.imencode(".jpg", cv2.resize(img, None, fx=factor, fy=factor))[1].tobytes()
+
+
+def radar_with_nan(raw, count=5):
+    """NaN x in `count` points the devkit keeps (not the first one: a NaN there means "empty")."""
+    start = raw.index(b"DATA binary\n") + len(b"DATA binary\n")
+    table = _radar_table(raw, "radar").copy()
+    table["x"][np.flatnonzero(radar_kept(table))[1:count + 1]] = np.nan
+    return raw[:start] + table.tobytes() + raw[start + table.nbytes:]
+
+
+def lidar_with_nan(raw):
+    points = np.frombuffer(raw, np.float32).copy()
+    points[5:5000:50] = np.nan
+    return points.tobytes()
+
+
+CORRUPTIONS = {"garbage": lambda raw: b"not a file of this kind" * 40,
+               "truncated": lambda raw: raw[:len(raw) // 2], "odd_size": lambda raw: raw[:-7],
+               "scan_damage": scan_damaged, "half_size": lambda raw: resized_jpeg(raw, 0.5),
+               "double_size": lambda raw: resized_jpeg(raw, 2.0), "radar_nan": radar_with_nan,
+               "lidar_nan": lidar_with_nan}
+
+
 def corrupt(path, how):
     raw = path.read_bytes()
     path.unlink()
     if how != "missing":
-        path.write_bytes({"garbage": b"not a file of this kind" * 40, "truncated": raw[:len(raw) // 2],
-                          "odd_size": raw[:-7]}[how])
+        path.write_bytes(CORRUPTIONS[how](raw))
 
 
-@pytest.mark.parametrize("sensor,how", [("CAM_FRONT", "garbage"), ("CAM_FRONT", "truncated"),
-                                        ("LIDAR_TOP", "odd_size"), ("RADAR_FRONT", "truncated"),
-                                        ("RADAR_FRONT", "missing")])
-def test_bad_file(tmp_path, real_root, real_records, sensor, how, caplog):
+@pytest.mark.parametrize("sensor,how,says", [
+    ("CAM_FRONT", "garbage", "corrupt"), ("CAM_FRONT", "truncated", "no JPEG end marker"),
+    ("CAM_FRONT", "scan_damage", "Corrupt JPEG data"), ("CAM_FRONT", "half_size", "800x450|450x800"),
+    ("CAM_FRONT", "double_size", "info record says 900x1600"), ("LIDAR_TOP", "odd_size", "corrupt"),
+    ("LIDAR_TOP", "lidar_nan", "non-finite"), ("RADAR_FRONT", "truncated", "truncated"),
+    ("RADAR_FRONT", "missing", "not found"), ("RADAR_FRONT", "radar_nan", "5 of 60 points")])
+def test_bad_file(tmp_path, real_root, real_records, sensor, how, says, caplog):
+    """Every kind of bad file: an error naming it in eval mode and in training without skipping;
+    with skipping, the next sample instead and a record of the skip (file, reason)."""
     infos = small_root(tmp_path, real_root, real_records)
     entries = {"CAM_FRONT": real_records[0]["cam_infos"]["CAM_FRONT"], "LIDAR_TOP": real_records[0]["lidar_infos"]["LIDAR_TOP"],
                "RADAR_FRONT": real_records[0]["radar_infos"]["RADAR_FRONT"][0]}
     recorded = entry_path(entries[sensor])
     corrupt(tmp_path / recorded, how)
-    with pytest.raises(DataFileError, match=re.escape(recorded)):
+    with pytest.raises(DataFileError, match=re.escape(recorded)) as err:
         RadarCameraDataset(config(), infos, "eval", data_root=tmp_path)[0]
+    assert re.search(says, str(err.value)) and err.value.path == str(tmp_path / recorded)
     with pytest.raises(DataFileError, match=re.escape(recorded)):
         RadarCameraDataset(config(mask_supervision=False, skip_bad_samples=False), infos, "train",
                            data_root=tmp_path)[0]
@@ -422,6 +462,29 @@ def test_bad_file(tmp_path, real_root, real_records, sensor, how, caplog):
     with caplog.at_level(logging.WARNING, logger="datasets.nuscenes_dataset"):
         sample = ds[0]
     assert sample["index"] == 1 and ds.num_skipped == 1 and recorded in caplog.text
+    (skip,) = json.loads(sample["skipped"])
+    assert skip["index"] == 0 and skip["file"] == str(tmp_path / recorded) and recorded in skip["reason"]
+    assert ds[1]["skipped"] == ""
+
+
+def test_bad_mask_is_skipped_missing_mask_is_not(tmp_path, real_root, real_records):
+    """A corrupt or wrong-size mask is one bad sample (skipped in training); a missing one means
+    the set is incomplete (always an error naming the tool)."""
+    infos = small_root(tmp_path, real_root, real_records)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    names = [entry_path(r["cam_infos"]["CAM_FRONT"]).split("/")[-1][:-4] for r in real_records[:3]]
+    (masks / f"{names[0]}.png").write_bytes(b"\x89PNG not really")
+    cv2.imwrite(str(masks / f"{names[1]}.png"), np.zeros((450, 800), np.uint8))
+    cv2.imwrite(str(masks / f"{names[2]}.png"), np.zeros((900, 1600), np.uint8))
+    ds = RadarCameraDataset(config(seg_mask_dir=str(masks)), infos, "train", data_root=tmp_path)
+    sample = ds[0]
+    assert sample["index"] == 2 and "seg_target" in sample
+    assert [s["file"] for s in json.loads(sample["skipped"])] == [str(masks / f"{n}.png") for n in names[:2]]
+    assert "is 450x800 but its image is 900x1600" in json.loads(sample["skipped"])[1]["reason"]
+    (masks / f"{names[2]}.png").unlink()
+    with pytest.raises(MissingSegMaskError, match="gen_seg_masks"):
+        ds[2]
 
 
 def test_dense_depth(tmp_path, real_root, real_records):
@@ -432,11 +495,11 @@ def test_dense_depth(tmp_path, real_root, real_records):
     cv2.imwrite(str(tmp_path / "depth_dense" / f"{name}.png"), depth_mm)
     evaluated = RadarCameraDataset(config(), infos, "eval", data_root=tmp_path)[0]
     np.testing.assert_allclose(evaluated["dense_depth"][0], depth_mm / 1000.0, rtol=1e-6)
-    trained = RadarCameraDataset(config(mask_supervision=False, dense_label=True), infos, "train",
-                                 data_root=tmp_path)[0]
-    dense = trained["dense_depth"][0]
-    assert dense.shape == (900, 1600) and dense.min() >= 1.0
-    np.testing.assert_array_equal(trained["lidar_map"][0], np.where(dense < 80, dense, 0))
+    trained = RadarCameraDataset(config(mask_supervision=False, label_kind="depth_png", label_dir="depth_dense"),
+                                 infos, "train", data_root=tmp_path)[0]
+    label = trained["lidar_map"][0]              # the map warped nearest, beyond 80 m cut
+    assert "dense_depth" not in trained and label.shape == (900, 1600) and label.max() < 80
+    assert (label > 0).mean() > 0.8 and set(np.unique(label[label > 0])) <= set(np.unique(depth_mm * np.float32(1e-3)))
     lidar_labelled = RadarCameraDataset(config(mask_supervision=False), infos, "train", data_root=tmp_path)[0]
     assert "dense_depth" not in lidar_labelled and lidar_labelled["lidar_map"].max() < 80
     assert np.count_nonzero(lidar_labelled["lidar_map"]) < 0.1 * 900 * 1600       # sparse LiDAR label

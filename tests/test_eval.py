@@ -4,6 +4,8 @@ independently from the written files), baselines and leakage measures checked by
 import csv
 import json
 import math
+import os
+import re
 
 import cv2
 import numpy as np
@@ -11,12 +13,14 @@ import pytest
 import torch
 
 import eval as eval_script
+from datasets.infos import save_infos
 from datasets.nuscenes_dataset import RadarCameraDataset
 from models import SpaDe
 from utils.baselines import RowMedianDepth, radar_column_depth
 from utils.checkpoint import save_checkpoint
 from utils.config import config_to_dict, load_config
-from utils.evaluate import evaluate, read_png_mm
+from utils.evaluate import EvaluationError, collate_same_size, evaluate, read_png_mm
+from utils.run_lock import RunLock
 from utils.ldl import LeakageMetrics, hit_miss_mae, stripe_terms
 from tiny_world import overrides, tiny_world
 
@@ -76,7 +80,8 @@ def test_our_checkpoint_save_pred_round_trip_and_metrics(world, tmp_path):
     ckpt = save_checkpoint(tmp_path / "ours.ckpt", model, config=config_to_dict(cfg))
     out, pred_dir, vis_dir = tmp_path / "res.json", tmp_path / "pred", tmp_path / "vis"
     eval_script.main(["-m", str(ckpt), "--out", str(out), "--save-pred", str(pred_dir),
-                      "--save-vis", str(vis_dir), "--batch-size", "3", "--quiet"])
+                      "--save-vis", str(vis_dir), "--vis-every", "2", "--vis-scale", "0.5",
+                      "--batch-size", "3", "--quiet"])
     dataset = RadarCameraDataset(cfg, cfg.data.val_infos, mode="eval")
     maes = []
     for i in range(len(dataset)):
@@ -90,9 +95,15 @@ def test_our_checkpoint_save_pred_round_trip_and_metrics(world, tmp_path):
         assert np.abs(saved - np.minimum(ref, 65.535)).max() <= 1e-3
         maes.append(_mae_by_numpy(saved, s["lidar_map"][0], 80))
         vis = cv2.imread(str(vis_dir / f"{s['name']}.png"))
-        assert vis is not None and vis.shape[1] == 2 * ref.shape[1]
+        if i % 2:                       # --vis-every 2: panels of samples 0 and 2 only
+            assert vis is None
+        else:                           # two tiles per row, at --vis-scale 0.5
+            assert vis is not None and vis.shape[1] == ref.shape[1]
     written = json.loads(out.read_text())
     assert written["num_samples"] == len(dataset) == 4
+    assert written["config"]["data"] == config_to_dict(cfg)["data"] and written["config"]["eval"]["batch_size"] == 3
+    assert written["provenance"]["torch"] == torch.__version__
+    assert "git_commit" in written["provenance"] and not list(pred_dir.glob(".*"))   # no temp, no lock
     assert written["mae_mm"]["80"] == pytest.approx(1000 * np.mean(maes), abs=1.0)
     assert set(written["dense"]["mae_mm"]) == {"50", "70", "80"}
     assert set(written["ldl"]) == {"mae_hit_mm", "mae_miss_mm", "miss_hit_ratio", "stripe_index"}
@@ -135,3 +146,65 @@ def test_baselines_by_hand():
     rows = RowMedianDepth(4).fit(maps).row_m
     assert rows.tolist() == pytest.approx([30.025, 30.025, 30.025, 7.025])   # empty rows: nearest
     assert RowMedianDepth(4).fit(maps)(2, 6).shape == (2, 1, 4, 6)
+
+
+# ---- faults: each one line (SystemExit naming the file or flag), checked before the model runs ----
+@pytest.fixture(scope="module")
+def ours(world, tmp_path_factory):
+    """A checkpoint of ours (random weights, the tiny world's config)."""
+    path = tmp_path_factory.mktemp("ours") / "ours.ckpt"
+    torch.manual_seed(1)
+    save_checkpoint(path, SpaDe(), config=config_to_dict(load_config(None, overrides(world, path.parent))))
+    return path
+
+
+def test_output_faults_fail_before_the_evaluation(ours, tmp_path, monkeypatch, capsys):
+    """--out X.csv (the CSV would overwrite the JSON), an --out that cannot be written, an
+    output another eval.py holds: one line each, before any sample is evaluated."""
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("evaluation started")
+    monkeypatch.setattr(eval_script, "evaluate", no_evaluation)
+    with pytest.raises(SystemExit):
+        eval_script.main(["-m", str(ours), "--out", str(tmp_path / "r.csv")])
+    assert "--out: summary path" in capsys.readouterr().err and "r.json" not in str(list(tmp_path.iterdir()))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit, match=f"error: cannot write --out {tmp_path / 'file/r.json'}"):
+        eval_script.main(["-m", str(ours), "--out", str(tmp_path / "file" / "r.json")])
+    with RunLock(tmp_path / "pred" / ".lock", "x", "y"):
+        with pytest.raises(SystemExit, match=f"error: --save-pred {tmp_path / 'pred'} is in use by another "
+                                             f"run \\(pid {os.getpid()}"):
+            eval_script.main(["-m", str(ours), "--out", str(tmp_path / "r.json"), "--save-pred",
+                              str(tmp_path / "pred")])
+    assert not (tmp_path / "r.json.lock").exists()       # the locks taken so far are released
+
+
+def test_empty_info_file_and_bad_radar_are_one_line(ours, real_root, real_records, tmp_path):
+    save_infos([], tmp_path / "empty.pkl")
+    with pytest.raises(SystemExit, match=f"error: info file {tmp_path / 'empty.pkl'} holds no records"):
+        eval_script.main(["-m", str(ours), "--infos", str(tmp_path / "empty.pkl"), "--quiet"])
+    from test_dataset import corrupt, small_root
+    infos = small_root(tmp_path / "root", real_root, real_records, n=1)
+    radar = real_records[0]["radar_infos"]["RADAR_FRONT"][0]["data_path"]
+    corrupt(tmp_path / "root" / radar, "radar_nan")
+    with pytest.raises(SystemExit) as exc:               # raised in a loader worker: still one line
+        eval_script.main(["-m", str(ours), "--infos", str(infos), "--data-root", str(tmp_path / "root"),
+                          "--quiet", "data.num_workers=1"])
+    assert re.fullmatch(rf"error: radar point cloud \S+{re.escape(radar)} is corrupt: 5 of \d+ points have "
+                        "non-finite coordinates; re-download it", exc.value.code), exc.value.code
+
+
+def test_nonfinite_prediction_and_mixed_sizes_name_the_image(world):
+    cfg = load_config(None, overrides(world, "unused"))
+    dataset = RadarCameraDataset(cfg, cfg.data.val_infos, mode="eval")
+
+    def nan_at_third(batch):
+        depth = batch["radar_map"].clone()
+        depth[batch["index"] == 2] = float("nan")
+        return depth
+    with pytest.raises(EvaluationError, match=f"the prediction for {dataset[2]['name']} \\(sample 2\\) has "
+                                              f"{100 * 180} non-finite pixels"):
+        evaluate(nan_at_third, dataset, batch_size=2, progress=False)
+    small = {**dataset[1], "img": dataset[1]["img"][:, :50]}
+    with pytest.raises(EvaluationError, match=f"{dataset[0]['name']} 100x180, {small['name']} 50x180\\); "
+                                              "evaluate with --batch-size 1"):
+        collate_same_size([dataset[0], small])

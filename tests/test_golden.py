@@ -90,13 +90,16 @@ def test_onnx_export_256x448(golden, model, small, tmp_path):
     assert _max_diff(depth, golden[1]["eval_256x448"]["predict"]) < DEPTH_TOL_M
 
 
-def test_training_loss_and_gradients(golden, small):
-    """The released loss on the eval-mode network (frozen BN, as golden), then backward."""
-    net = SpaDe()
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+def test_training_loss_and_gradients(golden, small, layout):
+    """The released loss on the eval-mode network (frozen BN, as golden), then backward; also
+    with channels-last weights and inputs (train.channels_last)."""
+    net = SpaDe().to(memory_format=layout)
     net.load_state_dict(golden[2], strict=True)
     net.eval()
     want = golden[1]["loss_256x448"]
-    out = net(pad_to_network(small["img"]), pad_to_network(small["radar_map"]),
+    out = net(pad_to_network(small["img"]).contiguous(memory_format=layout),
+              pad_to_network(small["radar_map"]).contiguous(memory_format=layout),
               small["radar_pts"], small["radar_count"])
     terms = spade_loss(out, {"lidar_map": small["lidar_map"], "seg_target": small["seg_target"]})
     for ours, theirs in RELEASED_TERMS.items():

@@ -2,13 +2,14 @@
 chain, released-style records and path forms."""
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
 
 from datasets import infos as infos_mod
-from datasets.infos import (RADAR_SWEEPS, SCHEMA_VERSION, entry_poses, load_infos, make_record,
-                            save_infos)
+from datasets.infos import (RADAR_SWEEPS, SCHEMA_VERSION, InfoFileError, entry_poses, load_infos,
+                            make_record, save_infos)
 from datasets.io import DataFileError, resolve_data_path
 from tools import create_infos as create_infos_tool
 
@@ -64,12 +65,58 @@ def test_round_trip(written, tmp_path):
 
 
 def test_splits_file(real_root, tmp_path):
+    """Scenes as the file says; a split whose scenes the tables lack entirely is an error (a typo
+    would otherwise give an empty info file and exit 0), written nothing."""
     splits = tmp_path / "splits.json"
-    splits.write_text(json.dumps({"train": ["scene-0523"], "val": [], "test": ["scene-9999"]}))
+    splits.write_text(json.dumps({"train": ["scene-0523"], "val": []}))
     create_infos_tool.main(["--data-root", str(real_root), "--out-dir", str(tmp_path), "--splits-file", str(splits)])
     assert len(load_infos(tmp_path / "nuscenes_radar_5sweeps_infos_train.pkl")) == 40
     assert load_infos(tmp_path / "nuscenes_radar_5sweeps_infos_val.pkl") == []
-    assert load_infos(tmp_path / "nuscenes_radar_5sweeps_infos_test.pkl") == []
+    splits.write_text(json.dumps({"train": ["scene-0523"], "test": ["scene-9999", "scene-0524"]}))
+    with pytest.raises(SystemExit, match=r"split test: none of its 2 scenes \(scene-9999, scene-0524\) "
+                                         r"is in the v1.0-trainval tables"):
+        create_infos_tool.main(["--data-root", str(real_root), "--out-dir", str(tmp_path / "again"),
+                                "--splits-file", str(splits)])
+    assert not (tmp_path / "again").exists()
+
+
+def linked_slice(real_root, dest):
+    """dest: the real slice's tables and key-frame files as symbolic links, one per file."""
+    (dest / "v1.0-trainval").mkdir(parents=True)
+    for table in (real_root / "v1.0-trainval").iterdir():
+        (dest / "v1.0-trainval" / table.name).symlink_to(table)
+    (dest / "maps").symlink_to(real_root / "maps")
+    for path in (real_root / "samples").rglob("*"):
+        if path.is_file():
+            (dest / path.relative_to(real_root)).parent.mkdir(parents=True, exist_ok=True)
+            (dest / path.relative_to(real_root)).symlink_to(path)
+    return dest
+
+
+def test_missing_key_frame_file_is_left_out_with_a_warning(real_root, real_records, tmp_path, caplog):
+    root = linked_slice(real_root, tmp_path / "root")
+    missing = [real_records[i]["cam_infos"]["CAM_FRONT"]["filename"] for i in (3, 7)]
+    for path in missing:
+        (root / path).unlink()
+    with caplog.at_level("WARNING"):
+        create_infos_tool.main(["--data-root", str(root), "--out-dir", str(tmp_path / "out")])
+    val = load_infos(tmp_path / "out" / "nuscenes_radar_5sweeps_infos_val.pkl")
+    assert [r["sample_token"] for r in val] == [r["sample_token"] for i, r in enumerate(real_records) if i not in (3, 7)]
+    assert f"split val: 2 samples left out, their key-frame files are not on disk (first: {missing[0]})" in caplog.text
+
+
+def test_truncated_table_and_unreadable_info_file_are_named(real_root, tmp_path):
+    root = linked_slice(real_root, tmp_path / "root")
+    table = root / "v1.0-trainval" / "sample_data.json"
+    raw = table.read_bytes()
+    table.unlink()
+    table.write_bytes(raw[:len(raw) // 2])
+    with pytest.raises(SystemExit, match=f"nuScenes table {re.escape(str(table))} is truncated or not JSON"):
+        create_infos_tool.main(["--data-root", str(root), "--out-dir", str(tmp_path / "out")])
+    (tmp_path / "text.pkl").write_text("not a pickle\n")
+    with pytest.raises(InfoFileError, match=f"info file {re.escape(str(tmp_path / 'text.pkl'))} is not a "
+                                            "readable pickle .*UnpicklingError.*create_infos.py"):
+        load_infos(tmp_path / "text.pkl")
 
 
 class ChainTables:

@@ -20,7 +20,7 @@ from utils.config import Config
 from utils.evaluate import read_png_mm
 from utils.predict_io import (PredictInputError, frame_sample, nuscenes_sample, own_frame,
                               write_outputs)
-from utils.visualize import colorize
+from utils.visualize import NO_VALUE_BGR, depth_tile
 
 H, W = 225, 400          # small frames: padded to 256 x 512
 
@@ -108,8 +108,8 @@ def test_outputs_round_trip(tmp_path):
     np.testing.assert_allclose(read_png_mm(paths["png"])[1, 2], 1.235, atol=1e-6)
     np.testing.assert_array_equal(np.load(paths["npy"]), depth_m)
     color = cv2.imread(str(paths["color"]), cv2.IMREAD_COLOR)
-    np.testing.assert_array_equal(color, colorize(depth_m, 80.0))
-    assert (color[0, 0] == 0).all() and color[3, 5].any()
+    np.testing.assert_array_equal(color, depth_tile(depth_m, 80.0))
+    assert tuple(color[0, 0]) == NO_VALUE_BGR and tuple(color[3, 5]) != NO_VALUE_BGR
 
 
 # ---- own data ------------------------------------------------------------------------------------
@@ -145,7 +145,8 @@ def test_own_data_cli(ckpt, model, tmp_path):
         want = model.predict(*(torch.from_numpy(np.asarray(sample[k]))[None] for k in
                                       ("img", "radar_map", "radar_pts", "radar_count")))
     np.testing.assert_array_equal(depth_m, want[0, 0].numpy())
-    assert cv2.imread(str(tmp_path / "out" / "street_color.png")).shape == (H, W, 3)
+    color = cv2.imread(str(tmp_path / "out" / "street_color.png"))
+    assert color.shape[1:] == (W, 3) and color.shape[0] > H          # the map, then its colour bar
     np.testing.assert_array_equal(read_png_mm(tmp_path / "out" / "street.png"),
                                   np.rint(depth_m * 1000) / 1000)
 
@@ -221,6 +222,30 @@ def test_clear_errors(case, pattern, ckpt, tmp_path):
         predict.main(["-m", str(ckpt), "--image", str(image), "--radar-points", str(tmp_path / "pts.npy"),
                       "--intrinsics", str(tmp_path / "K.json"), "--out", str(tmp_path / "out"), *extra])
     assert re.search(pattern, str(exc.value)), str(exc.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_radar_file_or_nonfinite_prediction_writes_nothing(ckpt, real_records, real_root, tmp_path):
+    """A nuScenes frame whose radar file has NaN points, and weights that give a NaN depth: one
+    line each, no all-zero PNG."""
+    from test_dataset import corrupt, small_root
+    infos = small_root(tmp_path / "root", real_root, real_records, n=1)
+    radar = real_records[0]["radar_infos"]["RADAR_FRONT"][0]["data_path"]
+    corrupt(tmp_path / "root" / radar, "radar_nan")
+    with pytest.raises(SystemExit, match=f"error: radar point cloud .*{radar} is corrupt: 5 of"):
+        predict.main(["-m", str(ckpt), "--data-root", str(tmp_path / "root"), "--infos", str(infos),
+                      "--index", "0", "--out", str(tmp_path / "out")])
+    state = torch.load(ckpt)["network"]
+    state = {k: v.float().fill_(float("nan")) if k.endswith("running_var") else v for k, v in state.items()}
+    torch.save({"network": state}, tmp_path / "diverged.ckpt")
+    image, _ = small_image(tmp_path)
+    np.save(tmp_path / "pts.npy", np.ones((3, 3)))
+    write_json(tmp_path / "K.json", {"camera_intrinsic": K_SMALL})
+    with pytest.raises(SystemExit, match=r"error: the prediction for street has \d+ non-finite pixels; "
+                                         "nothing written"):
+        predict.main(["-m", str(tmp_path / "diverged.ckpt"), "--image", str(image), "--radar-points",
+                      str(tmp_path / "pts.npy"), "--intrinsics", str(tmp_path / "K.json"),
+                      "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
 
 

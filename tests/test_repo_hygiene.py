@@ -98,7 +98,7 @@ DISTRIBUTIONS = {"cv2": "opencv-python-headless", "huggingface_hub": "huggingfac
                  "nuscenes": "nuscenes-devkit", "numpy": "numpy", "onnx": "onnx",
                  "onnxruntime": "onnxruntime", "PIL": "Pillow", "pyquaternion": "pyquaternion",
                  "pytest": "pytest", "safetensors": "safetensors", "scipy": "scipy",
-                 "torch": "torch", "tqdm": "tqdm", "transformers": "transformers", "yaml": "pyyaml"}
+                 "tensorboard": "tensorboard", "torch": "torch", "tqdm": "tqdm", "transformers": "transformers", "yaml": "pyyaml"}
 
 
 def test_every_third_party_import_is_declared_in_pyproject():

@@ -2,6 +2,7 @@
 import os
 import pickle
 import shutil
+import sys
 from pathlib import Path
 
 import cv2
@@ -135,7 +136,7 @@ def test_resume_skips_existing_and_ignores_stale_temp(tiny, generated, tmp_path)
 def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
     def crash(src, dst):
         raise OSError("disk full")
-    monkeypatch.setattr(seg_masks.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
         seg_masks.write_png_atomic(tmp_path / "x.png", np.zeros((4, 5), np.uint8))
     assert os.listdir(tmp_path) == []
@@ -188,3 +189,14 @@ def test_unloadable_model_error_says_how_to_fetch(tmp_path, monkeypatch):
     hf_processor().save_pretrained(tmp_path / "c")
     with pytest.raises(SegMaskError, match="predicts 19 classes"):
         load_segmenter(str(tmp_path / "c"))
+
+
+def test_missing_transformers_is_one_line_with_the_install_command(real_root, tmp_path, monkeypatch):
+    image = sorted((real_root / "samples" / "CAM_FRONT").iterdir())[0]
+    infos = write_infos(tmp_path / "i.pkl", [f"samples/CAM_FRONT/{image.name}"])
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(SystemExit) as exc:
+        gen_seg_masks.main(["--data-root", str(real_root), "--infos", str(infos), "--random-init",
+                            "--out-dir", str(tmp_path / "out")])
+    assert str(exc.value.code).startswith("error: transformers is needed here but cannot be imported")
+    assert str(exc.value.code).endswith('install it with pip install -e ".[masks]"')

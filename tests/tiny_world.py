@@ -33,3 +33,24 @@ def overrides(root: Path, out_dir: Path) -> List[str]:
             f"data.val_infos={root / infos_filename('val')}", f"data.height={HEIGHT}",
             f"data.width={WIDTH}", "data.num_workers=0", "train.batch_size=2",
             "train.log_every=1", "train.image_every=2", f"train.out_dir={out_dir}"]
+
+
+def linked_world(root: Path, dest: Path) -> Path:
+    """dest: the tiny world as symbolic links, one per data file (samples/, seg_mask/; tables and
+    sweeps as folder links), so that a test can replace single files with corrupt copies without
+    touching the shared world. Train on it with overrides(root, ...) + [f"data.root={dest}"]."""
+    for folder in ("samples", "seg_mask"):
+        for path in (root / folder).rglob("*"):
+            if path.is_file():
+                link = dest / path.relative_to(root)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(path)
+    for folder in ("v1.0-trainval", "sweeps", "maps"):
+        (dest / folder).symlink_to(root / folder)
+    return dest
+
+
+def replace_file(link: Path, content: bytes) -> None:
+    """Put `content` where `link` (a symbolic link into the shared world) was."""
+    link.unlink()
+    link.write_bytes(content)

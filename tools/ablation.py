@@ -4,7 +4,9 @@ configs/ablation/ and tabulate the released metrics and the leakage measures (ut
     python tools/ablation.py [--only full no_mask_loss] [--out outputs/ablation] [key=value ...]
 
 Each run goes to its config's train.out_dir; a finished run of the same training settings is
-evaluated again without retraining, a partial one is resumed. Writes OUT/table.md and OUT/table.json.
+evaluated again without retraining, a partial one is resumed. Writes OUT/table.md, OUT/table.json
+and, when both `full` and `no_disruption` ran, OUT/ldl_stripes.png (one val frame: image, dense
+truth, the prediction without disruption, the prediction of SpaDe as released).
 """
 from __future__ import annotations
 
@@ -22,10 +24,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # as tools/demo.py: robust
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch  # noqa: E402
+
 from datasets.nuscenes_dataset import RadarCameraDataset  # noqa: E402
 from tools.demo import ensure_world, trained_model  # noqa: E402
+from utils.cli import make_parser  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.evaluate import evaluate, format_table, model_predictor  # noqa: E402
+from utils.visualize import depth_tile, image_bgr, panel, write_png  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ABLATIONS = REPO / "configs" / "ablation"
@@ -76,9 +82,30 @@ def table_markdown(rows: List[Dict[str, Any]]) -> str:
             + "\n".join(lines) + "\n")
 
 
+def stripes_picture(overrides: List[str]):
+    """BGR panel of the middle val frame: image, dense truth, the `no_disruption` prediction
+    (LiDAR rings copied into the depth) and the `full` one (SpaDe as released)."""
+    cfgs = {name: load_config(ABLATIONS / f"{name}.yaml", overrides) for name in ("full", "no_disruption")}
+    val_set = RadarCameraDataset(cfgs["full"], cfgs["full"].data.val_infos, mode="eval")
+    sample = val_set[len(val_set) // 2]
+    vmax = float(max(cfgs["full"].eval.ranges_m))
+    tiles = [("image", image_bgr(sample["img"])), ("dense truth (m)", depth_tile(sample["dense_depth"], vmax))]
+    for name, caption in (("no_disruption", "no disruption (m)"), ("full", "SpaDe as released (m)")):
+        model = trained_model(cfgs[name])
+        device = next(model.parameters()).device
+        x = {k: torch.as_tensor(sample[k])[None].to(device) for k in ("img", "radar_map", "radar_pts", "radar_count")}
+        with torch.inference_mode():
+            tiles.append((caption, depth_tile(model.predict(x["img"], x["radar_map"], x["radar_pts"],
+                                                          x["radar_count"])[0, 0], vmax)))
+    return panel(tiles, columns=2)
+
+
 def main(argv=None) -> List[Dict[str, Any]]:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__, """
+        python tools/ablation.py                 (what `make ablation` runs: every configs/ablation/*.yaml)
+        python tools/ablation.py --only full no_disruption
+        python tools/ablation.py --out outputs/ablation_short train.max_steps=100
+        """)
     parser.add_argument("--only", nargs="*", help="config names (file stems) to run; default all")
     parser.add_argument("--out", default="outputs/ablation", help="where table.md/.json go")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
@@ -98,6 +125,8 @@ def main(argv=None) -> List[Dict[str, Any]]:
     (out / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out / "table.md").write_text(table_markdown(rows))
     print(table_markdown(rows))
+    if {"full", "no_disruption"} <= {row["name"] for row in rows}:
+        write_png(out / "ldl_stripes.png", stripes_picture(args.overrides))
     return rows
 
 

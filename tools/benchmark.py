@@ -1,9 +1,5 @@
 """Benchmarks, one sub-command each; every one prints a human table, then a final JSON line.
-
-    python tools/benchmark.py data --data-root data/nuscenes --infos data/..._val.pkl --mode train --samples 20
-    python tools/benchmark.py model --device cpu --height 900 --width 1600 --batch 1 --iters 5
-    python tools/benchmark.py train --device cpu --height 256 --width 448 --batch 2 --iters 5
-"""
+Figures and the machines they were measured on: docs/benchmarks.md."""
 from __future__ import annotations
 
 import argparse
@@ -14,11 +10,38 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from utils.cli import HelpFormatter, make_parser  # noqa: E402
+
+EXAMPLES = {
+    "data": """
+        python tools/benchmark.py data --data-root ../shared/nuscenes-real \\
+            --infos /tmp/infos/nuscenes_radar_5sweeps_infos_val.pkl --mode train --samples 40 --repeats 5 \\
+            --reference --stand-in-masks
+        """,
+    "model": """
+        python tools/benchmark.py model --device cpu --height 900 --width 1600 --batch 1 --iters 7 --threads 2
+        python tools/benchmark.py model --device cuda --iters 20 --warmup 3 --bf16 --compile max-autotune-no-cudagraphs
+        """,
+    "train": """
+        python tools/benchmark.py train --device cpu --height 225 --width 400 --batch 4 --iters 4 --channels-last
+        python tools/benchmark.py train --device cuda --height 900 --width 1600 --batch 10 --workers 4 \\
+            --infos data/nuscenes_radar_5sweeps_infos_train.pkl --data-root data/nuscenes
+        """,
+}
+
+
+def add_command(sub, name: str, summary: str, description: str):
+    """A sub-command parser with the shared --help layout and its examples."""
+    examples = EXAMPLES[name]
+    parser = sub.add_parser(name, help=summary, description=description, formatter_class=HelpFormatter,
+                            epilog=make_parser("", examples).epilog)
+    return parser
+
 
 # ---- data: sample preparation (utils/bench_data.py) ---------------------------------------------
 def add_data_command(sub) -> None:
-    p = sub.add_parser("data", help="time the preparation of dataset samples on one CPU thread",
-                       description="Time RadarCameraDataset samples (image, LiDAR, radar, mask and "
+    p = add_command(sub, "data", "time the preparation of dataset samples on one CPU thread",
+                       "Time RadarCameraDataset samples (image, LiDAR, radar, mask and "
                                    "augmentation) in one process with one thread; --reference also "
                                    "times the released code's way (devkit point classes, per-point "
                                    "KD-tree loop, PIL augmentation) and prints the ratio. The last "
@@ -56,17 +79,17 @@ def run_data(args) -> dict:
 # ---- model: SpaDe.predict, reference against fused (utils/bench_model.py) -----------------------
 def add_shape_args(p, height: int, width: int, batch: int, iters: int) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--height", type=int, default=height, help="input height, px (default: %(default)s)")
-    p.add_argument("--width", type=int, default=width, help="input width, px (default: %(default)s)")
-    p.add_argument("--batch", type=int, default=batch, help="batch size (default: %(default)s)")
-    p.add_argument("--iters", type=int, default=iters, help="timed rounds (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
+    p.add_argument("--height", type=int, default=height, help="input height, px")
+    p.add_argument("--width", type=int, default=width, help="input width, px")
+    p.add_argument("--batch", type=int, default=batch, help="batch size")
+    p.add_argument("--iters", type=int, default=iters, help="timed rounds")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
 
 
 def add_model_command(sub) -> None:
-    p = sub.add_parser("model", help="time SpaDe.predict: the reference path against the fused one",
-                       description="Time SpaDe.predict with optimized=False (forward with BN, both "
+    p = add_command(sub, "model", "time SpaDe.predict: the reference path against the fused one",
+                       "Time SpaDe.predict with optimized=False (forward with BN, both "
                                    "decoders: the reference) and the fused depth-only copy of "
                                    "models/inference.py, interleaved in one process, on random "
                                    "weights with randomised BN and realistic random inputs. Prints "
@@ -111,8 +134,8 @@ def run_model(args) -> dict:
 
 # ---- train: training-step throughput (utils/bench_train.py) -------------------------------------
 def add_train_command(sub) -> None:
-    p = sub.add_parser("train", help="time training steps: samples/s and data-time share",
-                       description="Time forward + spade_loss + backward + AdamW steps. With "
+    p = add_command(sub, "train", "time training steps: samples/s and data-time share",
+                       "Time forward + spade_loss + backward + AdamW steps. With "
                                    "--infos and --data-root a DataLoader over the train-mode "
                                    "RadarCameraDataset feeds them and the time spent waiting for "
                                    "batches is reported; otherwise one random batch is reused. The "
@@ -120,7 +143,7 @@ def add_train_command(sub) -> None:
     add_shape_args(p, 256, 448, 2, 5)
     p.add_argument("--infos", default=None, help="info file of the data (default: random tensors)")
     p.add_argument("--data-root", default=None, help="nuScenes root of --infos")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     p.add_argument("--stand-in-masks", action="store_true",
                    help="root without seg_mask/: train on blocky stand-in masks in a temp folder")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (for CUDA)")
@@ -150,7 +173,7 @@ def run_train(args) -> dict:
 def main(argv=None) -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")         # before numpy / torch load: one thread
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__, "\n".join(EXAMPLES.values()))
     sub = parser.add_subparsers(dest="command", required=True)
     add_data_command(sub)
     add_model_command(sub)

@@ -1,7 +1,10 @@
 """Write the info files (nuscenes_radar_5sweeps_infos_<split>.pkl) of a nuScenes root.
 
-    python tools/create_infos.py --data-root data/nuscenes --version v1.0-trainval --out-dir data/
-"""
+Index a nuScenes root into one pickle per split: per sample every camera, the LiDAR and every
+radar channel (radar: key frame + 4 previous sweeps when on disk), with calibration and ego
+poses. Splits: the devkit's official scene splits (v1.0-trainval -> train, val; v1.0-test ->
+test; v1.0-mini -> mini_train, mini_val) or those of --splits-file. See docs/data.md."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,20 +14,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.infos import VERSION_SPLITS, create_infos, infos_filename, save_infos, split_scenes  # noqa: E402
+from utils.cli import make_parser  # noqa: E402
+
+from datasets.infos import (VERSION_SPLITS, create_infos, infos_filename, load_nuscenes,  # noqa: E402
+                            save_infos, split_scenes)
+
+
+EXAMPLES = """
+python tools/create_infos.py --data-root data/nuscenes --version v1.0-trainval --out-dir data/
+python tools/create_infos.py --data-root data/synthetic --splits-file data/synthetic/splits.json --out-dir data/synthetic
+"""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Index a nuScenes root into one pickle per split: per sample every camera, the "
-                    "LiDAR and every radar channel (radar: key frame + 4 previous sweeps when on disk), "
-                    "with calibration and ego poses. Splits: the devkit's official scene splits "
-                    "(v1.0-trainval -> train, val; v1.0-test -> test; v1.0-mini -> mini_train, "
-                    "mini_val) or those of --splits-file. See docs/data.md.")
+    parser = make_parser(__doc__, EXAMPLES)
     parser.add_argument("--data-root", required=True, help="nuScenes root holding samples/, sweeps/, v1.0-*/")
     parser.add_argument("--version", default="v1.0-trainval", choices=sorted(VERSION_SPLITS),
-                        help="table set to load (default: %(default)s)")
-    parser.add_argument("--out-dir", default="data", help="where the .pkl files go (default: %(default)s)")
+                        help="table set to load")
+    parser.add_argument("--out-dir", default="data", help="where the .pkl files go")
     parser.add_argument("--splits-file", default=None,
                         help='JSON {"train": [scene names], "val": [...], "test": [...]} replacing the '
                              "official splits (e.g. the synthetic world's splits.json)")
@@ -34,12 +41,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from nuscenes.nuscenes import NuScenes
-    if not (Path(args.data_root) / args.version).is_dir():
-        sys.exit(f"error: {Path(args.data_root) / args.version} not found; --data-root must be the "
-                 "nuScenes root holding the table folder of --version")
-    nusc = NuScenes(version=args.version, dataroot=args.data_root, verbose=False)
-    infos = create_infos(nusc, split_scenes(args.version, args.splits_file))
+    try:
+        nusc = load_nuscenes(args.data_root, args.version)
+        infos = create_infos(nusc, split_scenes(args.version, args.splits_file),
+                             require_scenes=args.splits_file is not None)
+    except (OSError, ValueError) as error:      # DataFileError (tables), splits, scene names
+        sys.exit(f"error: {error}")
     for split, records in infos.items():
         path = Path(args.out_dir) / infos_filename(split)
         save_infos(records, path)

@@ -33,12 +33,13 @@ from datasets.infos import create_infos, infos_filename, save_infos, split_scene
 from datasets.nuscenes_dataset import RadarCameraDataset  # noqa: E402
 from models import SpaDe  # noqa: E402
 from utils.baselines import RowMedianDepth, radar_column_depth  # noqa: E402
+from utils.cli import make_parser  # noqa: E402
 from utils.checkpoint import load_network, read_checkpoint  # noqa: E402
 from utils.config import Config, config_to_dict, load_config  # noqa: E402
 from utils.evaluate import evaluate, format_table, model_predictor  # noqa: E402
 from utils.schedule import total_steps  # noqa: E402
 from utils.train_loop import train, training_signature  # noqa: E402
-from utils.visualize import colorize, error_map, image_bgr, panel, write_png  # noqa: E402
+from utils.visualize import depth_tile, error_tile, image_bgr, panel, write_png  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD_CONFIG = REPO / "configs" / "synthetic_world.yaml"
@@ -115,16 +116,18 @@ def demo_panel(model: SpaDe, val_set: RadarCameraDataset, index: int, max_depth_
     with torch.inference_mode():
         pred = model.predict(s["img"], s["radar_map"], s["radar_pts"], s["radar_count"])[0, 0]
     return panel([("image", image_bgr(s["img"][0])),
-                  ("radar columns (m)", colorize(s["radar_map"][0], max_depth_m)),
-                  ("SpaDe prediction (m)", colorize(pred, max_depth_m)),
-                  ("|error| on LiDAR, 0-10 m", error_map(pred, s["lidar_map"][0]))], columns=2)
+                  ("radar columns (m)", depth_tile(s["radar_map"][0], max_depth_m)),
+                  ("SpaDe prediction (m)", depth_tile(pred, max_depth_m)),
+                  ("|error| on LiDAR (m)", error_tile(pred, s["lidar_map"][0]))], columns=2)
 
 
 def main(argv=None) -> Dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__, """
+        python tools/demo.py                     (what `make demo` runs)
+        python tools/demo.py --out outputs/demo_long train.max_steps=1000 train.out_dir=outputs/demo_long/run
+        """)
     parser.add_argument("--config", default=str(REPO / "configs" / "synthetic_demo.yaml"),
-                        help="config of the run (default: configs/synthetic_demo.yaml)")
+                        help="config of the run")
     parser.add_argument("--out", default="outputs/demo", help="metrics.json and panel.png go here")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_args(argv)

@@ -1,7 +1,5 @@
-"""Export SpaDe to ONNX at a fixed image size and optionally check it in onnxruntime.
-
-    python tools/export_onnx.py -m model.ckpt --height 900 --width 1600 --out spade.onnx --check
-"""
+"""Export SpaDe to ONNX at a fixed image size and optionally check it in onnxruntime (needs the
+onnx extra: pip install -e ".[onnx]")."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +9,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.checkpoint import CheckpointError  # noqa: E402
+from utils.cli import make_parser  # noqa: E402
 from utils.config import ConfigError  # noqa: E402
+
+EXAMPLES = """
+python tools/export_onnx.py -m model.ckpt --height 900 --width 1600 --out spade.onnx --check
+python tools/export_onnx.py -m outputs/demo/run/checkpoints/latest.ckpt --height 225 --width 400 --out demo.onnx --check
+"""
 
 EPILOG = """The graph takes the raw H x W inputs of SpaDe.predict and pads/crops inside:
   img B x 3 x H x W float32 BGR 0..255, radar_map B x 1 x H x W (m, radar columns),
@@ -23,25 +27,24 @@ See docs/tools.md, "ONNX export"."""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__, EXAMPLES, EPILOG)
     parser.add_argument("-m", "--model", required=True,
                         help="released ({'network': state_dict}) or own checkpoint")
-    parser.add_argument("--height", type=int, default=900, help="input image height (default 900)")
-    parser.add_argument("--width", type=int, default=1600, help="input image width (default 1600)")
+    parser.add_argument("--height", type=int, default=900, help="input image height")
+    parser.add_argument("--width", type=int, default=1600, help="input image width")
     parser.add_argument("--out", required=True, type=Path, help="ONNX file to write")
     parser.add_argument("--opset", type=int, default=18,
-                        help="ONNX opset, 18 or later (the radar scatter needs 18; default 18)")
+                        help="ONNX opset, 18 or later (the radar scatter needs 18)")
     parser.add_argument("--check", action="store_true",
                         help="compare onnxruntime with PyTorch on a real-format input")
     parser.add_argument("--tolerance-m", type=float, default=1e-3,
-                        help="largest allowed |ONNX - PyTorch| in metres (default 1e-3)")
+                        help="largest allowed |ONNX - PyTorch| in metres")
     parser.add_argument("--skip-export", action="store_true",
                         help="do not export: check the existing --out against the checkpoint")
     parser.add_argument("--config", help="YAML config; default: the checkpoint's, else built-in defaults "
                         "(model.radar_injection, data.max_radar_points and data.radar_columns matter)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     if args.opset < 18:
         parser.error("--opset must be 18 or later: ScatterElements with reduction='max' (the radar "
                      "map's scatter downscale) first exists in opset 18")

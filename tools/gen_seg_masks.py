@@ -9,16 +9,30 @@ from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from datasets.infos import InfoFileError  # noqa: E402
+from datasets.workers import error_message  # noqa: E402
+from utils.cli import make_parser  # noqa: E402
+from utils.deps import MissingDependencyError  # noqa: E402
 from utils.seg_masks import (DEFAULT_MODEL, MIT_SIZES, SegMaskError,  # noqa: E402
                              build_random_segformer, cam_front_images, generate_masks,
                              load_segmenter, require_images, resolve_device)
 
 
+EXAMPLES = """
+python tools/gen_seg_masks.py --data-root data/nuscenes --infos data/nuscenes_radar_5sweeps_infos_train.pkl
+python tools/gen_seg_masks.py --data-root data/nuscenes --infos data/nuscenes_radar_5sweeps_infos_val.pkl \\
+    --model /models/segformer-b5-ade --device cuda --batch-size 16
+python tools/gen_seg_masks.py --data-root data/synthetic --infos data/synthetic/nuscenes_radar_5sweeps_infos_val.pkl \\
+    --out-dir /tmp/masks --random-init --config-size b0      (no download: meaningless masks, for timing)
+"""
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Write <out-dir>/<image basename>.png (8-bit, ADE20K-150 class id 0..149 per "
-                    "pixel, same size as the image) for every CAM_FRONT image of an info file. "
-                    "Existing masks are skipped, so an interrupted run resumes where it stopped.")
+    parser = make_parser(
+        "Write <out-dir>/<image basename>.png (8-bit, ADE20K-150 class id 0..149 per pixel, same size "
+        "as the image) for every CAM_FRONT image of an info file. Existing masks are skipped, so an "
+        "interrupted run resumes where it stopped. Needs the masks extra: pip install -e \".[masks]\".",
+        EXAMPLES)
     parser.add_argument("--data-root", required=True, type=Path,
                         help="nuScenes root; image paths resolve to <data-root>/samples/...")
     parser.add_argument("--infos", required=True, type=Path,
@@ -54,8 +68,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         counts = generate_masks(images, args.out_dir or args.data_root / "seg_mask",
                                 segmenter.to(device), batch_size=args.batch_size,
                                 workers=args.workers)
-    except (SegMaskError, OSError) as err:      # OSError: missing/corrupt files (DataFileError)
-        sys.exit(f"error: {err}")
+    except (SegMaskError, MissingDependencyError, InfoFileError, OSError) as err:   # OSError: DataFileError
+        sys.exit(f"error: {error_message(err)}")
     print(f"{counts['written']} masks written, {counts['skipped']} already present")
 
 

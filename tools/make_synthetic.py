@@ -1,8 +1,12 @@
 """Write the synthetic nuScenes-format world (docs/synthetic.md).
 
-    python tools/make_synthetic.py --out data/synthetic --scenes 8 --samples-per-scene 20 \
-        --height 225 --width 400 --seed 0 [--config configs/synthetic_world.yaml] [lidar.beams=64 ...]
-"""
+Render procedural street scenes into a nuScenes root that the stock devkit loads
+(NuScenes('v1.0-trainval', OUT)): CAM_FRONT images (12 Hz), LIDAR_TOP (20 Hz) and RADAR_FRONT
+(13 Hz) sweeps, 2 Hz key frames with annotations, plus dense truth per key frame
+(seg_mask/<image>.png ADE20K ids, depth_dense/<image>.png uint16 mm) and splits.json for
+tools/create_infos.py --splits-file. The same seed writes the same bytes. Flags override the
+config file; key=value overrides (e.g. lidar.beams=64 radar.clutter=20 world.object_density=2
+camera.haze_per_m=0.02) override both."""
 from __future__ import annotations
 
 import argparse
@@ -13,22 +17,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets.synthetic import generate, load_synthetic_config  # noqa: E402
+from utils.cli import make_parser  # noqa: E402
 from utils.config import ConfigError  # noqa: E402
 
+EXAMPLES = """
+python tools/make_synthetic.py --out data/synthetic          (the demo world: 8 scenes x 20 key frames, 225x400)
+python tools/make_synthetic.py --out data/synthetic_hd --height 900 --width 1600 --scenes 4 \\
+    --samples-per-scene 40 --seed 7 lidar.beams=64 radar.clutter=20
+"""
 FLAGS = {"scenes": "scenes", "samples_per_scene": "samples_per_scene", "height": "camera.height",
          "width": "camera.width", "seed": "seed", "workers": "workers"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Render procedural street scenes into a nuScenes root that the stock devkit loads "
-                    "(NuScenes('v1.0-trainval', OUT)): CAM_FRONT images (12 Hz), LIDAR_TOP (20 Hz) and "
-                    "RADAR_FRONT (13 Hz) sweeps, 2 Hz key frames with annotations, plus dense truth per "
-                    "key frame (seg_mask/<image>.png ADE20K ids, depth_dense/<image>.png uint16 mm) and "
-                    "splits.json for tools/create_infos.py --splits-file. The same seed writes the "
-                    "same bytes. Flags override the config file; key=value overrides (e.g. "
-                    "lidar.beams=64 radar.clutter=20 world.object_density=2 camera.haze_per_m=0.02) "
-                    "override both.")
+    parser = make_parser(__doc__, EXAMPLES)
     parser.add_argument("--out", required=True, help="root folder to write (created if missing)")
     parser.add_argument("--config", default=None,
                         help="YAML of knobs (default: built-in defaults = configs/synthetic_world.yaml)")

@@ -1,8 +1,7 @@
 """Measure what the LiDAR occlusion filter removes for several radii (the data behind the default
-data.occlusion_radius_px, docs/data.md).
-
-    python tools/occlusion_radius.py --data-root data/nuscenes --infos data/..._val.pkl --radii 4 8 10 12 16
-"""
+data.occlusion_radius_px, docs/data.md): for the in-canvas LiDAR points (0 < z < data.max_depth_m)
+of the first --frames samples, the spacing of neighbouring projected points (px) and, per radius,
+the share of points the filter drops (data.occlusion_rel_threshold)."""
 from __future__ import annotations
 
 import argparse
@@ -11,17 +10,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from utils.cli import make_parser  # noqa: E402
+
+EXAMPLES = """
+python tools/occlusion_radius.py --data-root data/nuscenes --infos data/nuscenes_radar_5sweeps_infos_val.pkl
+python tools/occlusion_radius.py --data-root data/synthetic --infos data/synthetic/nuscenes_radar_5sweeps_infos_val.pkl \\
+    --radii 4 8 10 12 16 --frames 10
+"""
+
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="For the in-canvas LiDAR points (0 < z < data.max_depth_m) of the first --frames "
-                    "samples: the spacing of neighbouring projected points (px) and, per radius, the "
-                    "share of points the occlusion filter drops (data.occlusion_rel_threshold).")
+    parser = make_parser(__doc__, EXAMPLES)
     parser.add_argument("--data-root", required=True, help="nuScenes root holding samples/")
     parser.add_argument("--infos", required=True, help="info file made by tools/create_infos.py")
     parser.add_argument("--radii", type=float, nargs="+", default=[2, 4, 6, 8, 10, 12, 16, 20],
-                        help="radii in pixels at 1600 px image width (default: %(default)s)")
-    parser.add_argument("--frames", type=int, default=40, help="samples to use (default: %(default)s)")
+                        help="radii in pixels at 1600 px image width")
+    parser.add_argument("--frames", type=int, default=40, help="samples to use")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
     return parser.parse_args(argv)
 

@@ -1,11 +1,4 @@
-"""Run SpaDe on one frame: your own image + radar points + intrinsics, or a nuScenes sample.
-
-    python tools/predict.py -m CKPT --image IMG --radar-points PTS.npy --intrinsics K.json --out DIR
-    python tools/predict.py -m CKPT --image IMG --radar-points R.pcd --extrinsics E.json \\
-        --intrinsics K.json --out DIR
-    python tools/predict.py -m CKPT --data-root R --sample-token T --out DIR
-    python tools/predict.py -m CKPT --data-root R --infos P (--index I | --name N) --out DIR
-"""
+"""Run SpaDe on one frame: your own image + radar points + intrinsics, or a nuScenes sample."""
 from __future__ import annotations
 
 import argparse
@@ -14,9 +7,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from datasets.infos import InfoFileError  # noqa: E402
 from utils.checkpoint import CheckpointError  # noqa: E402
+from utils.cli import make_parser  # noqa: E402
 from utils.config import ConfigError  # noqa: E402
 
+EXAMPLES = """
+python tools/predict.py -m outputs/demo/run/checkpoints/latest.ckpt --data-root data/synthetic \\
+    --infos data/synthetic/nuscenes_radar_5sweeps_infos_val.pkl --index 0 --out outputs/predict
+python tools/predict.py -m model.ckpt --image frame.jpg --radar-points radar_cam.npy --intrinsics K.json --out pred/
+python tools/predict.py -m model.ckpt --image frame.jpg --radar-points radar.pcd --extrinsics radar2cam.json \\
+    --intrinsics K.json --out pred/
+python tools/predict.py -m model.ckpt --data-root data/nuscenes --sample-token TOKEN --out pred/
+"""
 EPILOG = """Inputs (own data):
   --image         any size, any format OpenCV reads (fed as BGR 0..255)
   --radar-points  .npy, N x 3 float: camera frame, x right, y down, z forward, metres
@@ -37,8 +40,7 @@ See docs/tools.md, "Run on your own data"."""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__, EXAMPLES, EPILOG)
     parser.add_argument("-m", "--model", required=True,
                         help="checkpoint (released or ours), or X.safetensors from tools/export_weights.py")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
@@ -58,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (GPU when present)")
     parser.add_argument("--config", help="YAML config; default: the checkpoint's, else built-in defaults")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     nuscenes = [args.sample_token, args.infos, args.index, args.name]
     if args.image is not None:
         if any(v is not None for v in nuscenes + [args.data_root]):
@@ -98,13 +100,20 @@ def main(argv=None) -> None:
             sample = nuscenes_sample(cfg, args.data_root or cfg.data.root, infos_path=args.infos,
                                      index=args.index, name=args.name,
                                      sample_token=args.sample_token, version=args.version)
-    except (PredictInputError, CheckpointError, ConfigError, OSError) as err:
+    except (PredictInputError, CheckpointError, ConfigError, InfoFileError, OSError) as err:
         sys.exit(f"error: {err}")
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v
              for k, v in default_collate([sample]).items()}
     with torch.inference_mode():
         depth_m = model_predictor(model, cfg.eval.optimized)(batch)[0, 0].float().cpu().numpy()
-    paths = write_outputs(depth_m, args.out, sample["name"], args.max_depth_m)
+    if not np.isfinite(depth_m).all():
+        sys.exit(f"error: the prediction for {sample['name']} has {int((~np.isfinite(depth_m)).sum())} "
+                 "non-finite pixels; nothing written: check its inputs (image, radar points, "
+                 "intrinsics) and the checkpoint")
+    try:
+        paths = write_outputs(depth_m, args.out, sample["name"], args.max_depth_m)
+    except OSError as err:                           # OutputWriteError (disk full), permissions
+        sys.exit(f"error: {err}")
     h, w = depth_m.shape
     print(f"{sample['name']}: {w} x {h}, {int(sample['radar_count'])} radar points; depth "
           f"{depth_m.min():.2f} .. {depth_m.max():.2f} m (median {float(np.median(depth_m)):.2f} m)")

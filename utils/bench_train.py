@@ -6,7 +6,7 @@ for data.
     print(format_train_table(result))
 
 One step is the released recipe: pad the batch as `predict` does, `forward`, `spade_loss`,
-backward, AdamW (SPADE.md section 4). Without an info file the batches are random tensors made
+backward, AdamW (docs/spade.md section 4). Without an info file the batches are random tensors made
 once (data time ~ 0); with one, a real DataLoader over `RadarCameraDataset` in train mode at
 height x width feeds the steps, and the time spent in `next(loader)` is the data time.
 """

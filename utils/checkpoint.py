@@ -5,7 +5,9 @@ Released: a dict whose key `network` holds the SpaDe state_dict (see
 either format feeds `eval.py`: `format_version`, `config`, `optimizer`, `scheduler`, `scaler`,
 `epoch`, `step`, `rng` and `extra`. Everything is stored as tensors and plain Python values, so
 our files load with `torch.load(weights_only=True)`. Files are written atomically (temporary file
-in the same folder, fsync, rename): a crash never leaves a half-written checkpoint behind.
+in the same folder, fsync, rename): a crash never leaves a half-written checkpoint behind, only
+possibly an orphaned `.<name>.<id>.tmp` that `remove_orphaned_temp_files` deletes. New files get
+the permissions the user's umask gives (0644 under the usual 022), as any file the user creates.
 
 Weights only (tools/export_weights.py): `X.safetensors` holds the state_dict alone; `X.json` beside
 it holds `config` and `provenance`. `read_checkpoint` reads that pair as {"network", "config",
@@ -14,14 +16,15 @@ it holds `config` and `provenance`. `read_checkpoint` reads that pair as {"netwo
 from __future__ import annotations
 
 import ast
+import errno
 import json
 import logging
 import os
 import pickle
 import random
-import tempfile
+import secrets
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Mapping, Optional
+from typing import Any, BinaryIO, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -32,6 +35,10 @@ log = logging.getLogger(__name__)
 
 class CheckpointError(RuntimeError):
     """The checkpoint is missing, unreadable, or does not match the network."""
+
+
+class OutputWriteError(OSError):
+    """A file could not be written for lack of space; the previous file at its path is unchanged."""
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
@@ -184,10 +191,12 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
     """`write` into a temporary file, fsync, rename onto `path`, fsync the folder: `path` holds
-    the old or the new content whenever the process or the machine stops."""
+    the old or the new content whenever the process or the machine stops. A full disk (or
+    quota) raises OutputWriteError naming `path`; the temporary file is removed on any error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)      # umask applies
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -195,8 +204,38 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if _errno_in_chain(exc) in (errno.ENOSPC, errno.EDQUOT):
+            kept = f"the previous {path.name} is unchanged" if path.exists() else f"{path.name} was not written"
+            raise OutputWriteError(f"no space left on device writing {path}; {kept} and the partial "
+                                   f"temporary file was removed: free space in {path.parent} and run "
+                                   "again") from exc
         raise
     return path
+
+
+def _errno_in_chain(exc: BaseException) -> Optional[int]:
+    """The errno of the first OSError in `exc`'s cause/context chain (torch's zip writer wraps
+    the OSError of a failed write in a RuntimeError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc.errno
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def remove_orphaned_temp_files(folder: str | Path) -> Tuple[int, int]:
+    """Delete the temporary files (`.*.tmp`, `.latest.ckpt.link`) that a killed writer left in
+    `folder`; only safe while no other process writes there. Returns (files, bytes)."""
+    count = size = 0
+    for orphan in [*Path(folder).glob(".*.tmp"), *Path(folder).glob(".latest.ckpt.link")]:
+        try:
+            size += orphan.stat().st_size
+            orphan.unlink()
+            count += 1
+        except FileNotFoundError:
+            pass
+    return count, size

@@ -6,9 +6,11 @@ process group is created. Backend: NCCL when CUDA is available, gloo otherwise.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterator, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import torch
 import torch.distributed as dist
@@ -82,6 +84,27 @@ def all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
         if work is not t:
             t.copy_(work)
     return t
+
+
+def all_gather_objects(obj: Any) -> List[Any]:
+    """Every rank's `obj` (picklable), in rank order; [obj] in a single process. A collective:
+    every rank must call it."""
+    if not dist.is_initialized():
+        return [obj]
+    gathered: List[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def user_error_exit(message: str, code: int = 2) -> None:
+    """Print `message` (one line, naming the file or key and the fix) and exit with `code`.
+    Under torchrun the worker first asks its agent to stop the job (SIGTERM to the parent):
+    the agent stops every worker and does not restart them, as retrying cannot mend a wrong
+    setting or a bad file (the agent then logs that signal and its own stack trace)."""
+    print(message, file=sys.stderr, flush=True)
+    if "TORCHELASTIC_RUN_ID" in os.environ and os.getppid() > 1:
+        os.kill(os.getppid(), signal.SIGTERM)
+    sys.exit(code)
 
 
 class ResumableDistributedSampler(DistributedSampler):

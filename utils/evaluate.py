@@ -1,17 +1,19 @@
-"""Evaluation engine behind eval.py, the demo and the ablations (SPADE.md section 1).
+"""Evaluation engine behind eval.py, the demo and the ablations (docs/spade.md section 1).
 
     predict = model_predictor(model)           # or a baseline: batch dict -> B x 1 x H x W (m)
     result = evaluate(predict, dataset, batch_size=4, ranges_m=(50, 70, 80))
-    write_results(result, "results.json")      # + results.csv, one row per image
+    write_results(result, "results.json")      # + results.csv, one row per image; atomic writes
     print(format_table(result["summary"]))
 
 Metrics: the released protocol on the LiDAR ground truth (utils/metrics.py); where the samples
 carry dense truth (synthetic world) also the full-image MAE/RMSE against it and the leakage
-measures of utils/ldl.py at the largest range.
+measures of utils/ldl.py at the largest range. A non-finite prediction stops the evaluation
+with an EvaluationError naming the image (it would otherwise leave the mean unnoticed).
 """
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 from pathlib import Path
@@ -20,16 +22,22 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from tqdm import tqdm
 
 from datasets.workers import worker_options
+from utils.checkpoint import atomic_write
 from utils.ldl import LeakageMetrics
 from utils.metrics import DepthMetrics
+from utils.provenance import provenance
 from utils.visualize import sample_panel, write_png
 
 Predictor = Callable[[Dict[str, Any]], torch.Tensor]
 UINT16_MAX_MM = 65535
+
+
+class EvaluationError(RuntimeError):
+    """A batch cannot be evaluated (images of several sizes) or a prediction is not finite."""
 
 
 def model_predictor(model: torch.nn.Module, optimized: bool = True) -> Predictor:
@@ -56,6 +64,27 @@ def read_png_mm(path: str | Path) -> np.ndarray:
     return raw.astype(np.float32) / 1000.0
 
 
+def collate_same_size(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """default_collate, with an error naming the images when their sizes differ."""
+    sizes = {tuple(s["img"].shape[-2:]) for s in samples}
+    if len(sizes) > 1:
+        listed = ", ".join(f"{s['name']} {s['img'].shape[-2]}x{s['img'].shape[-1]}" for s in samples)
+        raise EvaluationError(f"images of different sizes in one batch ({listed}); evaluate with "
+                              "--batch-size 1 (eval.batch_size=1)")
+    return default_collate(samples)
+
+
+def check_finite(pred_m: torch.Tensor, names: Sequence[str], indices: Sequence[int]) -> None:
+    """Raise EvaluationError naming the first image whose prediction B x 1 x H x W has a NaN
+    or inf pixel."""
+    bad = (~torch.isfinite(pred_m)).flatten(1).sum(1)
+    if bad.any():
+        i = int(bad.nonzero()[0])
+        raise EvaluationError(f"the prediction for {names[i]} (sample {indices[i]}) has {int(bad[i])} "
+                              "non-finite pixels: check that sample's files (image, radar) and the "
+                              "checkpoint")
+
+
 def _to_device(batch: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
             for k, v in batch.items()}
@@ -71,9 +100,10 @@ def _mm_columns(errs: Dict[int, Dict[str, List[float]]], prefix: str = "") -> Di
 def evaluate(predict: Predictor, dataset: Dataset, *, batch_size: int = 4, num_workers: int = 0,
              ranges_m: Sequence[int] = (50, 70, 80), max_samples: int = 0,
              device: torch.device | str = "cpu", save_pred_dir: Optional[str | Path] = None,
-             save_vis_dir: Optional[str | Path] = None, desc: str = "eval",
-             progress: bool = True) -> Dict[str, Any]:
-    """Run `predict` over `dataset` (eval mode samples) in order.
+             save_vis_dir: Optional[str | Path] = None, vis_every: int = 1, vis_scale: float = 1.0,
+             desc: str = "eval", progress: bool = True) -> Dict[str, Any]:
+    """Run `predict` over `dataset` (eval mode samples) in order. Panels go to save_vis_dir for
+    every `vis_every`-th sample (by dataset index), resized by `vis_scale`.
 
     Returns {"summary": {...}, "rows": [per-image dicts]}. The summary holds `num_samples`,
     `mae_mm` / `rmse_mm` / `images` / `empty` per range (keys '50', ...), `seconds`, and, when
@@ -83,7 +113,7 @@ def evaluate(predict: Predictor, dataset: Dataset, *, batch_size: int = 4, num_w
     if max_samples > 0 and max_samples < len(dataset):
         dataset = Subset(dataset, range(max_samples))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, pin_memory=device.type == "cuda",
-                        **worker_options(num_workers))
+                        collate_fn=collate_same_size, **worker_options(num_workers))
     for folder in (save_pred_dir, save_vis_dir):
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)
@@ -96,6 +126,7 @@ def evaluate(predict: Predictor, dataset: Dataset, *, batch_size: int = 4, num_w
         indices = batch["index"].tolist()
         batch = _to_device(batch, device)
         pred_m = predict(batch).float()
+        check_finite(pred_m, batch["name"], indices)
         gt_m = batch["lidar_map"]
         columns = _mm_columns(metrics.update(pred_m, gt_m))
         if "dense_depth" in batch:
@@ -114,10 +145,10 @@ def evaluate(predict: Predictor, dataset: Dataset, *, batch_size: int = 4, num_w
                 png = depth_to_png_mm(pred_np[i])
                 saturated += int((png == UINT16_MAX_MM).sum())
                 write_png(Path(save_pred_dir) / f"{name}.png", png)
-            if save_vis_dir:
+            if save_vis_dir and indices[i] % vis_every == 0:
                 write_png(Path(save_vis_dir) / f"{name}.png",
                           sample_panel(batch["img"][i], batch["radar_map"][i], pred_np[i], gt_m[i],
-                                       max_depth_m=float(max(ranges_m))))
+                                       max_depth_m=float(max(ranges_m))), scale=vis_scale)
     summary: Dict[str, Any] = {"num_samples": metrics.num_images, **metrics.summary(),
                                "seconds": time.perf_counter() - start}
     if dense_metrics.num_images:
@@ -129,17 +160,27 @@ def evaluate(predict: Predictor, dataset: Dataset, *, batch_size: int = 4, num_w
     return {"summary": summary, "rows": rows}
 
 
-def write_results(result: Dict[str, Any], out_json: str | Path, **meta: Any) -> Path:
-    """Write the summary (plus `meta`) as JSON and the per-image rows as CSV beside it."""
+def csv_path_for(out_json: str | Path) -> Path:
+    """The per-image CSV beside a summary JSON: X.json -> X.csv (a .csv summary path is an error)."""
     out_json = Path(out_json)
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps({**meta, **result["summary"]}, indent=2) + "\n")
-    csv_path = out_json.with_suffix(".csv")
+    if out_json.suffix.lower() == ".csv":
+        raise ValueError(f"summary path {out_json} ends in .csv, where the per-image CSV goes; give "
+                         f"the summary a .json path ({out_json.with_suffix('.json')})")
+    return out_json.with_suffix(".csv")
+
+
+def write_results(result: Dict[str, Any], out_json: str | Path, **meta: Any) -> Path:
+    """Write the summary (plus `meta` and the provenance of this code, utils/provenance.py) as
+    JSON and the per-image rows as CSV beside it, each atomically; returns the CSV's path."""
+    csv_path = csv_path_for(out_json)
+    document = {**meta, "provenance": provenance(), **result["summary"]}
+    atomic_write(out_json, lambda f: f.write(json.dumps(document, indent=2).encode() + b"\n"))
     rows = result["rows"]
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["index", "name"])
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["index", "name"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(csv_path, lambda f: f.write(text.getvalue().encode()))
     return csv_path
 
 

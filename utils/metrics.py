@@ -1,9 +1,10 @@
-"""Depth metrics of the radar-camera literature (SPADE.md section 1).
+"""Depth metrics of the radar-camera literature (docs/spade.md section 1).
 
 Per image and range R: pixels with 0 < gt <= R; MAE = mean |pred - gt|, RMSE = sqrt(mean
 (pred - gt)^2). The data-set figure is the mean of the per-image values. An image with no
 ground-truth pixel in a range is left out of that range's mean and counted in `empty`
-(the released code divides by zero there and turns the whole set's figure into NaN).
+(the released code divides by zero there and turns the whole set's figure into NaN); an image
+with ground truth but a non-finite prediction is not "empty": it makes the mean NaN.
 """
 from __future__ import annotations
 
@@ -40,11 +41,13 @@ class DepthMetrics:
     ranges_m: Sequence[int] = (50, 70, 80)
     mae_m: Dict[int, List[float]] = field(default_factory=dict)
     rmse_m: Dict[int, List[float]] = field(default_factory=dict)
+    count: Dict[int, List[int]] = field(default_factory=dict)      # ground-truth pixels in range
 
     def __post_init__(self) -> None:
         for r in self.ranges_m:
             self.mae_m.setdefault(r, [])
             self.rmse_m.setdefault(r, [])
+            self.count.setdefault(r, [])
 
     def update(self, pred_m: torch.Tensor, gt_m: torch.Tensor) -> Dict[int, Dict[str, List[float]]]:
         """Add a batch; returns this batch's per-image values per range (NaN = no gt in range)."""
@@ -54,6 +57,7 @@ class DepthMetrics:
             mae, rmse = errs["mae_m"].tolist(), errs["rmse_m"].tolist()
             self.mae_m[r].extend(mae)
             self.rmse_m[r].extend(rmse)
+            self.count[r].extend(errs["count"].tolist())
             batch[r] = {"mae_m": mae, "rmse_m": rmse}
         return batch
 
@@ -67,7 +71,7 @@ class DepthMetrics:
         for r in self.ranges_m:
             mae = torch.tensor(self.mae_m[r], dtype=torch.float64)
             rmse = torch.tensor(self.rmse_m[r], dtype=torch.float64)
-            ok = ~torch.isnan(mae)
+            ok = torch.tensor(self.count[r]) > 0
             n = int(ok.sum())
             key = str(r)
             out["mae_mm"][key] = float(mae[ok].mean() * 1000.0) if n else float("nan")

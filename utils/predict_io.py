@@ -10,7 +10,7 @@ Camera frame (the nuScenes / OpenCV convention): x right, y down, z forward, met
 projects to pixel (u, v) = (fx x/z + cx, fy y/z + cy) through the 3 x 3 intrinsic K of the image
 as it is given (after any resize or crop of your own). Own data and nuScenes samples go through
 the same sample builder as the dataset, so the network inputs follow the released semantics
-(SPADE.md section 2): radar depth down whole columns, camera-frame xyz as point features.
+(docs/spade.md section 2): radar depth down whole columns, camera-frame xyz as point features.
 """
 from __future__ import annotations
 
@@ -23,14 +23,14 @@ import numpy as np
 import torch
 
 from datasets import geometry
-from datasets.infos import entry_path, load_infos, make_record, save_infos
+from datasets.infos import entry_path, load_infos, load_nuscenes, make_record, save_infos
 from datasets.io import DataFileError, read_image_bgr, read_radar_points
 from datasets.nuscenes_dataset import CAMERA, Frame, RadarCameraDataset, eval_sample
 from models import SpaDe
-from utils.checkpoint import load_network_state, read_checkpoint
+from utils.checkpoint import atomic_write, load_network_state, read_checkpoint
 from utils.config import Config, apply_mapping, load_config, parse_overrides
 from utils.evaluate import depth_to_png_mm
-from utils.visualize import colorize, write_png
+from utils.visualize import depth_tile, write_png
 
 K_EXAMPLE = '{"camera_intrinsic": [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]}'
 E_EXAMPLE = ('{"rotation": [w, x, y, z], "translation": [x, y, z]} or {"matrix": 4 x 4 rows}, '
@@ -234,11 +234,10 @@ def nuscenes_sample(cfg, data_root: str | Path, *, infos_path: Optional[str | Pa
     if sample_token is None:
         raise PredictInputError("a nuScenes frame needs --sample-token, or --infos with --index, "
                                 "--name or --sample-token")
-    from nuscenes.nuscenes import NuScenes
-    if not (Path(data_root) / version).is_dir():
-        raise PredictInputError(f"{Path(data_root) / version} not found; --data-root must be the "
-                                "nuScenes root holding the tables of --version")
-    nusc = NuScenes(version=version, dataroot=str(data_root), verbose=False)
+    try:
+        nusc = load_nuscenes(data_root, version)
+    except DataFileError as err:
+        raise PredictInputError(f"{err} (--data-root, --version)") from None
     try:
         record = make_record(nusc, nusc.get("sample", sample_token))
     except KeyError:
@@ -259,8 +258,8 @@ def write_outputs(depth_m: np.ndarray, out_dir: str | Path, name: str,
     paths = {"png": out_dir / f"{name}.png", "npy": out_dir / f"{name}.npy",
              "color": out_dir / f"{name}_color.png"}
     write_png(paths["png"], depth_to_png_mm(depth_m))
-    np.save(paths["npy"], depth_m)
-    write_png(paths["color"], colorize(depth_m, max_depth_m))
+    atomic_write(paths["npy"], lambda f: np.save(f, depth_m))
+    write_png(paths["color"], depth_tile(depth_m, max_depth_m))
     return paths
 
 

@@ -1,4 +1,4 @@
-"""The released learning-rate schedule (SPADE.md section 4) as a pure function of the step.
+"""The released learning-rate schedule (docs/spade.md section 4) as a pure function of the step.
 
     lr(step) = lr_cosine * 0.5 * (1 + cos(pi * step / total)) + lr_base
 

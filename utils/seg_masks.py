@@ -1,4 +1,4 @@
-"""Semantic masks for the mask loss: ADE20K-150 class ids per CAM_FRONT pixel (SPADE.md section 1).
+"""Semantic masks for the mask loss: ADE20K-150 class ids per CAM_FRONT pixel (docs/spade.md section 1).
 
     seg = load_segmenter(DEFAULT_MODEL).to("cuda")          # or build_random_segformer("b0")
     images = cam_front_images("infos_val.pkl", "/data/nuscenes")
@@ -12,8 +12,6 @@ chunks of classes so that memory stays bounded at 900x1600. Masks are written at
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -28,11 +26,14 @@ from tqdm import tqdm
 from datasets.infos import load_infos
 from datasets.io import ROOT_HINT, DataFileError, read_image_bgr, resolve_data_path
 from datasets.workers import worker_options
+from utils.checkpoint import atomic_write
+from utils.deps import require
 
 DEFAULT_MODEL = "nvidia/segformer-b5-finetuned-ade-640-640"
 DEFAULT_INPUT_HW = (640, 640)                      # the default checkpoint's processor size
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MASKS_INSTALL = 'pip install -e ".[masks]"'
 
 # ADE20K-150 (SceneParse150) class names in id order, "other" removed: id 0 = wall.
 ADE20K_CLASSES: Tuple[str, ...] = tuple((
@@ -172,24 +173,24 @@ def build_random_segformer(size: str = "b5", input_hw: Tuple[int, int] = DEFAULT
     `b5` with 640x640 input is the architecture of DEFAULT_MODEL; masks from it are meaningless
     (tests, smoke runs, timing).
     """
-    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+    transformers = require("transformers", MASKS_INSTALL)
     if size not in MIT_SIZES:
         raise SegMaskError(f"unknown MiT size {size!r}; choose one of {sorted(MIT_SIZES)}")
     hidden, depths, decoder = MIT_SIZES[size]
-    config = SegformerConfig(hidden_sizes=list(hidden), depths=list(depths),
+    config = transformers.SegformerConfig(hidden_sizes=list(hidden), depths=list(depths),
                              decoder_hidden_size=decoder,
                              id2label=dict(enumerate(ADE20K_CLASSES)),
                              label2id={name: i for i, name in enumerate(ADE20K_CLASSES)})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = SegformerForSemanticSegmentation(config)
+        model = transformers.SegformerForSemanticSegmentation(config)
     return Segmenter(model.eval(), Preprocess(input_hw=tuple(input_hw)))
 
 
 def load_segmenter(model_id_or_dir: str = DEFAULT_MODEL) -> Segmenter:
     """A Hugging Face hub id (downloaded or cached) or a save_pretrained directory holding the
     model and its `preprocessor_config.json`."""
-    from transformers import AutoModelForSemanticSegmentation, ImageProcessingMixin
+    transformers = require("transformers", MASKS_INSTALL)
     if Path(model_id_or_dir).is_dir():
         fix = ("The folder must hold what save_pretrained writes for the model (config.json, "
                "weights) and for its image processor (preprocessor_config.json).")
@@ -200,8 +201,8 @@ def load_segmenter(model_id_or_dir: str = DEFAULT_MODEL) -> Segmenter:
                "save_pretrained to a folder and pass --model FOLDER. --random-init runs without "
                "any weights (meaningless masks).")
     try:
-        model = AutoModelForSemanticSegmentation.from_pretrained(model_id_or_dir)
-        processor_cfg, _ = ImageProcessingMixin.get_image_processor_dict(model_id_or_dir)
+        model = transformers.AutoModelForSemanticSegmentation.from_pretrained(model_id_or_dir)
+        processor_cfg, _ = transformers.ImageProcessingMixin.get_image_processor_dict(model_id_or_dir)
     except (OSError, ValueError) as err:
         raise SegMaskError(f"cannot load segmenter {model_id_or_dir!r}: {err}\n{fix}") from err
     if model.config.num_labels != len(ADE20K_CLASSES):
@@ -226,14 +227,7 @@ def write_png_atomic(path: Path, mask: np.ndarray) -> None:
     ok, data = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise SegMaskError(f"PNG encoding failed for {path}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write(data.tobytes()))
 
 
 def require_images(images: Sequence[Path]) -> None:

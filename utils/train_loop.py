@@ -1,4 +1,4 @@
-"""Training engine behind train_DDP.py (SPADE.md section 4), for torchrun or one plain process.
+"""Training engine behind train_DDP.py (docs/spade.md section 4), for torchrun or one plain process.
 
     result = train(cfg)          # -> {"step", "checkpoint", "nonfinite_steps", "history"}
 
@@ -10,7 +10,11 @@ every epoch, every `train.ckpt_every` steps and at the end. They hold the global
 sample order and every sample's augmentation depend only on (seed, epoch, index), a run resumed
 from one continues exactly. A run whose out_dir already has `latest.ckpt` resumes from it by
 itself (that is how torchrun --max-restarts recovers a killed worker).
-Logs: TensorBoard under out_dir/tb, one JSON line per step in out_dir/train_log.jsonl (rank 0).
+Logs: TensorBoard under out_dir/tb, one JSON line per step in out_dir/train_log.jsonl (rank 0),
+one per skipped bad sample in out_dir/skips.jsonl. Rank 0 holds out_dir/run.lock for the whole
+run (a second run on the same out_dir is refused) and writes config.yaml and run_info.json
+(git commit, library versions) there; a checkpoint in out_dir written with other training
+settings is resumed only when named by train.resume (--resume).
 Validation (`train.val_every` > 0): rank 0 evaluates the released metrics on `train.val_samples`
 fixed val frames every that many steps and at the end, to TensorBoard (`val/...`) and
 out_dir/val_log.jsonl; it reads no training randomness, so it never changes the trained weights.
@@ -20,7 +24,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -28,6 +34,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
+import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
@@ -36,17 +43,23 @@ from datasets.nuscenes_dataset import RadarCameraDataset
 from datasets.workers import worker_options
 from models import SpaDe, pad_to_network
 from models.loss import spade_loss
-from utils.checkpoint import fsync_dir, load_network, restore_rng_state, save_checkpoint
-from utils.config import Config, config_to_dict
-from utils.distributed import (DistInfo, EpochIndexed, ResumableDistributedSampler, all_reduce,
-                               barrier, init_distributed)
+from utils.checkpoint import (CheckpointError, atomic_write, fsync_dir, load_network_state,
+                              read_checkpoint, remove_orphaned_temp_files, restore_rng_state,
+                              save_checkpoint)
+from utils.config import Config, ConfigError, changed_keys, config_to_dict, normalized_config_dict
+from utils.deps import require
+from utils.distributed import (DistInfo, EpochIndexed, ResumableDistributedSampler, all_gather_objects,
+                               all_reduce, barrier, init_distributed)
 from utils.evaluate import evaluate, model_predictor
+from utils.provenance import provenance
+from utils.run_lock import RunLock
 from utils.schedule import lr_at, set_lr, total_steps
 from utils.visualize import sample_panel, to_rgb_chw
 
 log = logging.getLogger(__name__)
 # What a training step reads on the device: the network's inputs and the loss's targets.
 STEP_KEYS = ("img", "radar_map", "radar_pts", "radar_count", "lidar_map", "seg_target")
+FLOAT_INPUTS = ("radar_map", "radar_pts", "lidar_map")      # checked when a step is not finite
 # Settings that cannot change the trained weights: paths, logging, checkpoint cadence, workers
 # (a sample depends only on seed, epoch and index) and the whole eval section.
 RUN_ONLY_KEYS = {"train": ("out_dir", "resume", "log_every", "image_every", "ckpt_every",
@@ -55,6 +68,10 @@ RUN_ONLY_KEYS = {"train": ("out_dir", "resume", "log_every", "image_every", "ckp
 
 class NonFiniteLossError(RuntimeError):
     """Too many optimiser steps in a row had a non-finite loss or gradient."""
+
+
+class ResumeMismatchError(RuntimeError):
+    """out_dir holds a checkpoint of other training settings and no --resume asked for it."""
 
 
 def build_loader(cfg: Config, dist_info: DistInfo) -> tuple[DataLoader, ResumableDistributedSampler]:
@@ -79,9 +96,18 @@ def build_val_subset(cfg: Config) -> Optional[Subset]:
 
 def training_signature(config: Dict[str, Any]) -> Dict[str, Any]:
     """A config dict (`config_to_dict`) without RUN_ONLY_KEYS and the eval section: runs with
-    equal signatures train the same weights."""
+    equal signatures train the same weights. Older checkpoints' configs are read in today's keys
+    (`normalized_config_dict`), so adding a key at its default does not change a signature."""
+    config = normalized_config_dict(config)
     return {section: {k: v for k, v in values.items() if k not in RUN_ONLY_KEYS.get(section, ())}
             for section, values in config.items() if section != "eval"}
+
+
+def signature_differences(saved: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
+    """'key: saved value (this run: value)' for every training setting in which two config
+    dicts differ."""
+    return [f"{key}: {old!r} (this run: {new!r})" for key, (old, new)
+            in changed_keys(training_signature(current), training_signature(saved)).items()]
 
 
 def find_resume(cfg: Config) -> Optional[Path]:
@@ -119,25 +145,31 @@ class _Logger:
         self.window_steps, self.data_s, self.start = 0, 0.0, time.perf_counter()
         if not self.main:
             return
-        from torch.utils.tensorboard import SummaryWriter   # only rank 0 pays the import
+        tensorboard = require("torch.utils.tensorboard", 'pip install -e . (or pip install tensorboard)')
         out = Path(cfg.train.out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        self.writer = SummaryWriter(str(out / "tb"), purge_step=step)
+        self.writer = tensorboard.SummaryWriter(str(out / "tb"), purge_step=step)
         _purge_step_log(out / "train_log.jsonl", step)
         _purge_step_log(out / "val_log.jsonl", step + 1)      # validation at `step` is kept
+        _purge_step_log(out / "skips.jsonl", step)
         self.jsonl = open(out / "train_log.jsonl", "a")
         self.val_jsonl = open(out / "val_log.jsonl", "a")
+        self.skips_jsonl = open(out / "skips.jsonl", "a")
         self.bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
 
     def step(self, step: int, epoch: int, lr: float, terms: Dict[str, float], data_s: float,
-             skipped: bool) -> None:
+             skipped: bool, nonfinite_inputs: Optional[List[str]] = None) -> None:
+        """One step's record; a skipped (non-finite) step also lists the samples whose inputs
+        were not finite."""
         self.window_steps += 1
         self.data_s += data_s
         for k, v in terms.items():
             self.window[k] = self.window.get(k, 0.0) + v
         if self.main:
-            self.jsonl.write(json.dumps({"step": step, "epoch": epoch, "lr": lr, "skipped": skipped,
-                                         "loss": terms}) + "\n")
+            record = {"step": step, "epoch": epoch, "lr": lr, "skipped": skipped, "loss": terms}
+            if skipped:
+                record["nonfinite_inputs"] = nonfinite_inputs or []
+            self.jsonl.write(json.dumps(record) + "\n")
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{terms['total']:.4g}", lr=f"{lr:.2e}", refresh=False)
         if (step + 1) % self.cfg.train.log_every == 0:
@@ -166,7 +198,9 @@ class _Logger:
         h, w = batch["img"].shape[-2:]
         picture = sample_panel(batch["img"][0], batch["radar_map"][0],
                                preds["depth_s1"][0, 0, :h, :w], batch["lidar_map"][0],
-                               mask=preds["mask_s1"][0, 0, :h, :w], columns=3)
+                               mask=preds["mask_s1"][0, 0, :h, :w],
+                               target_mask=batch["seg_target"][0] if "seg_target" in batch else None,
+                               columns=3)
         self.writer.add_image("train/panel", to_rgb_chw(picture), step)
 
     def validation(self, step: int, summary: Dict[str, Any]) -> None:
@@ -185,6 +219,17 @@ class _Logger:
         self.message(f"step {step}: val MAE 0-{far} m {summary['mae_mm'][far]:.0f} mm, "
                      f"RMSE {summary['rmse_mm'][far]:.0f} mm ({summary['num_samples']} frames)")
 
+    def bad_samples(self, step: int, records: List[Dict[str, Any]], total: int) -> None:
+        """Samples replaced by the next one at `step` (every rank's): a line each in skips.jsonl
+        and on the console, and the running count in TensorBoard (`data/skipped_samples`)."""
+        if not self.main:
+            return
+        for record in records:
+            self.skips_jsonl.write(json.dumps({"step": step, **record}) + "\n")
+            self.message(f"step {step}: bad sample {record['index']} skipped ({record['reason']})")
+        self.skips_jsonl.flush()
+        self.writer.add_scalar("data/skipped_samples", total, step)
+
     def message(self, text: str) -> None:
         if self.main:
             self.bar.write(text) if hasattr(self, "bar") else log.info(text)
@@ -195,6 +240,7 @@ class _Logger:
             self.writer.close()
             self.jsonl.close()
             self.val_jsonl.close()
+            self.skips_jsonl.close()
 
 
 def link_latest(path: Optional[Path]) -> None:
@@ -214,36 +260,138 @@ def link_latest(path: Optional[Path]) -> None:
 
 
 def prune_epoch_checkpoints(ckpt_dir: Path, keep: int) -> None:
-    """Delete all but the newest `keep` epoch_NNN.ckpt files (keep <= 0: delete none)."""
+    """Delete all but the newest `keep` epoch_N.ckpt files (keep <= 0: delete none); newest by
+    epoch number (epoch_1000 after epoch_999)."""
     if keep > 0:
-        for old in sorted(ckpt_dir.glob("epoch_*.ckpt"))[:-keep]:
+        numbered = [(int(m.group(1)), p) for p in ckpt_dir.glob("epoch_*.ckpt")
+                    if (m := re.fullmatch(r"epoch_(\d+)\.ckpt", p.name))]
+        for _, old in sorted(numbered)[:-keep]:
             old.unlink(missing_ok=True)
 
 
 def _backward_and_step(terms: Dict[str, torch.Tensor], model: torch.nn.Module,
-                       optimizer: torch.optim.Optimizer, grad_clip: float) -> tuple[Dict[str, float], bool]:
+                       optimizer: torch.optim.Optimizer, grad_clip: float,
+                       bad_samples: int) -> tuple[Dict[str, float], bool, int]:
     """Backward of terms["total"] and one optimiser step, taken only when the loss and the
     gradient norm are finite on every rank (all ranks then agree); `grad_clip` > 0 clips the
-    global norm. Returns the loss terms as floats and whether the step was taken. One
-    device-to-host copy (the terms and the finite flag together): one GPU sync per step."""
+    global norm. `bad_samples`: this rank's samples skipped in this batch. Returns the loss
+    terms as floats, whether the step was taken and the skipped samples of all ranks. One
+    all-reduce and one device-to-host copy per step: one GPU sync."""
     optimizer.zero_grad(set_to_none=True)
     loss = terms["total"]
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
                                                grad_clip if grad_clip > 0 else float("inf"))
-    finite = (torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)).to(torch.float32).reshape(1)
-    host = torch.cat([torch.stack([v.detach().float() for v in terms.values()]),
-                      all_reduce(finite, "min")]).tolist()
-    ok = host[-1] > 0
+    nonfinite = (~(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm))).to(torch.float32).reshape(1)
+    counts = all_reduce(torch.cat([nonfinite, torch.full_like(nonfinite, bad_samples)]), "sum")
+    host = torch.cat([torch.stack([v.detach().float() for v in terms.values()]), counts]).tolist()
+    ok = host[-2] == 0
     if ok:
         optimizer.step()
-    return dict(zip(terms, host[:-1])), ok
+    return dict(zip(terms, host[:-2])), ok, int(host[-1])
+
+
+def nonfinite_inputs(batch: Dict[str, torch.Tensor], names: List[str], indices: List[int]) -> List[str]:
+    """'sample I (name)' for each sample of the batch with a NaN or inf in FLOAT_INPUTS."""
+    finite = torch.stack([torch.isfinite(batch[k]).flatten(1).all(1) for k in FLOAT_INPUTS if k in batch])
+    return [f"sample {indices[i]} ({names[i]})" for i in (~finite.all(0)).nonzero().flatten().tolist()]
+
+
+def batch_skips(batch: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The skipped-sample records ({index, file, reason}) that the dataset put in a batch."""
+    return [record for text in batch.get("skipped", ()) if text for record in json.loads(text)]
+
+
+def hold_run_lock(cfg: Config) -> RunLock:
+    """out_dir/run.lock, held by rank 0 for the run; raises RunLockedError when another run
+    holds it and ConfigError when out_dir cannot be written."""
+    out = Path(cfg.train.out_dir)
+    try:
+        return RunLock(out / "run.lock", f"train.out_dir {out}",
+                       "choose another train.out_dir").acquire()
+    except (PermissionError, FileExistsError, NotADirectoryError, IsADirectoryError) as err:
+        raise ConfigError(f"train.out_dir {out}: cannot write there ({err.strerror}: {err.filename}); "
+                          "choose a writable folder") from None
+
+
+def restore_run(resume: Path, explicit: bool, cfg: Config, model: torch.nn.Module,
+                optimizer: torch.optim.Optimizer, steps_per_epoch: int,
+                device: torch.device) -> Dict[str, int]:
+    """Load checkpoint `resume` into model, optimizer and the RNGs; returns its step and
+    counters. A checkpoint of other training settings is refused unless `explicit` (named by
+    train.resume), which resumes it with a warning listing the differences."""
+    ckpt = read_checkpoint(resume, map_location=device)
+    if ckpt.get("optimizer") is None:
+        raise CheckpointError(f"{resume} holds network weights only (released format?); it cannot "
+                              "resume a run. Start a new run with another train.out_dir")
+    differences = signature_differences(ckpt.get("config") or {}, config_to_dict(cfg))
+    if differences and not explicit:
+        raise ResumeMismatchError(
+            f"{resume} (found in train.out_dir) was trained with other settings: "
+            f"{'; '.join(differences)}. To continue it with this run's settings pass --resume {resume} "
+            f"(train.resume); to start afresh choose another train.out_dir or delete {cfg.train.out_dir}")
+    if differences:
+        log.warning("%s was trained with other settings; continuing with this run's: %s", resume,
+                    "; ".join(differences))
+    load_network_state(model, ckpt["network"], source=str(resume))
+    optimizer.load_state_dict(ckpt["optimizer"])
+    restore_rng_state(ckpt["rng"])
+    extra = ckpt.get("extra", {})
+    if extra.get("steps_per_epoch", steps_per_epoch) != steps_per_epoch:
+        log.warning("%s was written with %s steps per epoch, this run has %d (other world size "
+                    "or batch size): the sample order differs from the interrupted run",
+                    resume, extra["steps_per_epoch"], steps_per_epoch)
+    return {"step": int(ckpt["step"]), "nonfinite_steps": int(extra.get("nonfinite_steps", 0)),
+            "nonfinite_in_row": int(extra.get("nonfinite_in_row", 0)),
+            "skipped_samples": int(extra.get("skipped_samples", 0))}
+
+
+def prepare_out_dir(cfg: Config, run_info: Dict[str, Any]) -> None:
+    """Rank 0, holding the run lock: delete the temporary files an interrupted run left in
+    checkpoints/ and write config.yaml and run_info.json."""
+    out = Path(cfg.train.out_dir)
+    count, size = remove_orphaned_temp_files(out / "checkpoints")
+    if count:
+        log.info("removed %d temporary files (%.1f MB) that an interrupted run left in %s", count,
+                 size / 1e6, out / "checkpoints")
+    atomic_write(out / "config.yaml", lambda f: f.write(yaml.safe_dump(config_to_dict(cfg)).encode()))
+    atomic_write(out / "run_info.json", lambda f: f.write(json.dumps(run_info, indent=2).encode() + b"\n"))
+
+
+def log_startup(cfg: Config, dist_info: DistInfo, run_info: Dict[str, Any], train_samples: int,
+                val_frames: int, steps_per_epoch: int, total: int) -> None:
+    """Rank 0's summary of the run before its first step."""
+    device = dist_info.device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    diff = changed_keys(config_to_dict(cfg), config_to_dict(Config()))
+    prov = run_info["provenance"]
+    start = (f"resuming {run_info['resumed_from']} at step {run_info['start_step']}"
+             if run_info["resumed_from"] else "new run")
+    lines = [f"output: {cfg.train.out_dir} ({start})",
+             f"device: {device} ({name}), world size {dist_info.world_size}",
+             f"data: {train_samples} training samples ({cfg.data.train_infos}); validation: "
+             + (f"{val_frames} frames every {cfg.train.val_every} steps" if val_frames else "off"),
+             f"steps: {total}, {steps_per_epoch} per epoch at batch {cfg.train.batch_size} per rank",
+             "config (differs from the defaults): "
+             + (", ".join(f"{k}={new}" for k, (_, new) in diff.items()) or "defaults"),
+             f"code: git {prov['git_commit']}, torch {prov['torch']}, python {prov['python']}"]
+    log.info("training run\n  %s", "\n  ".join(lines))
 
 
 def train(cfg: Config, stop_after: int = 0) -> Dict[str, Any]:
     """Train per `cfg`; `stop_after` > 0 stops (after saving latest.ckpt) once the global step
-    reaches it without changing the schedule, which is how tests interrupt a run."""
+    reaches it without changing the schedule, which is how tests interrupt a run. Rank 0 holds
+    out_dir/run.lock meanwhile."""
     dist_info = init_distributed()
+    lock = hold_run_lock(cfg) if dist_info.is_main else None
+    try:
+        return _train(cfg, dist_info, stop_after)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: Config, dist_info: DistInfo, stop_after: int) -> Dict[str, Any]:
     device = dist_info.device
     torch.manual_seed(cfg.train.seed)
     if device.type == "cuda":
@@ -251,35 +399,24 @@ def train(cfg: Config, stop_after: int = 0) -> Dict[str, Any]:
     loader, sampler = build_loader(cfg, dist_info)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
-        raise ValueError(f"{cfg.data.train_infos}: {len(sampler.dataset)} samples cannot fill one "
-                         f"batch of {cfg.train.batch_size} on each of {dist_info.world_size} ranks; "
-                         "lower train.batch_size")
+        raise ConfigError(f"{cfg.data.train_infos}: {len(sampler.dataset)} samples cannot fill one "
+                          f"batch of {cfg.train.batch_size} on each of {dist_info.world_size} ranks; "
+                          "lower train.batch_size")
     total = total_steps(cfg.train.epochs, steps_per_epoch, cfg.train.max_steps)
-    model = SpaDe(radar_injection=cfg.model.radar_injection).to(device)
+    layout = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    model = SpaDe(radar_injection=cfg.model.radar_injection).to(device, memory_format=layout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr_at(0, total, cfg.train.lr_base,
                                   cfg.train.lr_cosine), weight_decay=cfg.train.weight_decay)
-    step, nonfinite_total, nonfinite_in_row = 0, 0, 0
     resume = find_resume(cfg)
+    state = {"step": 0, "nonfinite_steps": 0, "nonfinite_in_row": 0, "skipped_samples": 0}
     if resume is not None:
-        ckpt = load_network(model, resume, map_location=device)
-        if ckpt.get("optimizer") is None:
-            raise ValueError(f"{resume} holds network weights only (released format?); it cannot "
-                             "resume a run. Start a new run with another train.out_dir")
-        optimizer.load_state_dict(ckpt["optimizer"])
-        step = int(ckpt["step"])
-        restore_rng_state(ckpt["rng"])
-        extra = ckpt.get("extra", {})
-        nonfinite_total = int(extra.get("nonfinite_steps", 0))
-        nonfinite_in_row = int(extra.get("nonfinite_in_row", 0))
-        if training_signature(ckpt.get("config") or {}) != training_signature(config_to_dict(cfg)):
-            log.warning("%s was written with other training settings than this run's; "
-                        "continuing with this run's", resume)
-        if extra.get("steps_per_epoch", steps_per_epoch) != steps_per_epoch:
-            log.warning("%s was written with %s steps per epoch, this run has %d (other world size "
-                        "or batch size): the sample order differs from the interrupted run",
-                        resume, extra["steps_per_epoch"], steps_per_epoch)
+        state = restore_run(resume, bool(cfg.train.resume), cfg, model, optimizer, steps_per_epoch, device)
         if dist_info.is_main:
-            log.info("resuming from %s at step %d of %d", resume, step, total)
+            log.info("resuming from %s at step %d of %d", resume, state["step"], total)
+    step, nonfinite_total = state["step"], state["nonfinite_steps"]
+    nonfinite_in_row, skipped_total = state["nonfinite_in_row"], state["skipped_samples"]
+    run_info = {"provenance": provenance(), "command": sys.argv, "world_size": dist_info.world_size,
+                "resumed_from": str(resume) if resume else None, "start_step": step}
     unused = cfg.loss.mask_weight == 0 or not cfg.model.radar_injection
     net = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                    find_unused_parameters=unused)
@@ -288,6 +425,9 @@ def train(cfg: Config, stop_after: int = 0) -> Dict[str, Any]:
                 if cfg.train.bf16 and device.type == "cuda" else nullcontext())
     ckpt_dir = Path(cfg.train.out_dir) / "checkpoints"
     val_set = build_val_subset(cfg) if dist_info.is_main else None
+    if dist_info.is_main:
+        prepare_out_dir(cfg, run_info)
+        log_startup(cfg, dist_info, run_info, len(sampler.dataset), len(val_set or ()), steps_per_epoch, total)
     logger = _Logger(cfg, dist_info, step, total)
     history: List[Dict[str, float]] = []
 
@@ -311,7 +451,8 @@ def train(cfg: Config, stop_after: int = 0) -> Dict[str, Any]:
         return save_checkpoint(ckpt_dir / name, model, config=config_to_dict(cfg), optimizer=optimizer,
                                epoch=epoch, step=step, extra={
                                    "nonfinite_steps": nonfinite_total, "nonfinite_in_row": nonfinite_in_row,
-                                   "steps_per_epoch": steps_per_epoch, "world_size": dist_info.world_size})
+                                   "skipped_samples": skipped_total, "steps_per_epoch": steps_per_epoch,
+                                   "world_size": dist_info.world_size, "provenance": run_info["provenance"]})
 
     end = min(total, stop_after) if stop_after > 0 else total
     net.train()
@@ -325,22 +466,35 @@ def train(cfg: Config, stop_after: int = 0) -> Dict[str, Any]:
                 data_s = time.perf_counter() - fetched
                 lr = lr_at(step, total, cfg.train.lr_base, cfg.train.lr_cosine)
                 set_lr(optimizer, lr)
+                skips, names, indices = batch_skips(batch), batch["name"], batch["index"].tolist()
                 batch = {k: batch[k].to(device, non_blocking=True) for k in STEP_KEYS if k in batch}
                 with autocast:
-                    preds = net(pad_to_network(batch["img"]), pad_to_network(batch["radar_map"]),
+                    preds = net(pad_to_network(batch["img"]).contiguous(memory_format=layout),
+                                pad_to_network(batch["radar_map"]).contiguous(memory_format=layout),
                                 batch["radar_pts"], batch["radar_count"])
                 terms = spade_loss(preds, batch, cfg.loss.stage_scales, cfg.loss.smooth_l1_beta_m,
                                    cfg.loss.mask_weight)
-                values, ok = _backward_and_step(terms, model, optimizer, cfg.train.grad_clip)
+                values, ok, skipped_now = _backward_and_step(terms, model, optimizer, cfg.train.grad_clip,
+                                                             len(skips))
+                suspects: List[str] = []
+                if skipped_now or not ok:          # rare: every rank's details to rank 0
+                    reports = all_gather_objects((skips, [] if ok else nonfinite_inputs(batch, names, indices)))
+                    suspects = [s for _, rank_suspects in reports for s in rank_suspects]
+                    if skipped_now:
+                        skipped_total += skipped_now
+                        logger.bad_samples(step, [r for rank_skips, _ in reports for r in rank_skips],
+                                           skipped_total)
                 if ok:
                     nonfinite_in_row = 0
                 else:
                     nonfinite_total += 1
                     nonfinite_in_row += 1
                     logger.message(f"step {step}: non-finite loss or gradient, step skipped "
-                                   f"({nonfinite_in_row} in a row, {nonfinite_total} in all)")
+                                   f"({nonfinite_in_row} in a row, {nonfinite_total} in all); "
+                                   + (f"non-finite input values in {', '.join(suspects)}" if suspects
+                                      else "the inputs are finite"))
                 history.append(values)
-                logger.step(step, epoch, lr, values, data_s, skipped=not ok)
+                logger.step(step, epoch, lr, values, data_s, skipped=not ok, nonfinite_inputs=suspects)
                 if cfg.train.image_every and (step + 1) % cfg.train.image_every == 0:
                     logger.images(step, batch, preds)
                 step += 1
@@ -368,6 +522,8 @@ def train(cfg: Config, stop_after: int = 0) -> Dict[str, Any]:
         logger.close()
     barrier()
     if dist_info.is_main:
-        log.info("finished at step %d of %d (%d non-finite steps skipped)", step, total, nonfinite_total)
+        log.info("finished at step %d of %d (%d non-finite steps skipped, %d bad samples replaced%s)",
+                 step, total, nonfinite_total, skipped_total,
+                 f": see {Path(cfg.train.out_dir) / 'skips.jsonl'}" if skipped_total else "")
     return {"step": step, "total": total, "checkpoint": ckpt_dir / "latest.ckpt",
-            "nonfinite_steps": nonfinite_total, "history": history}
+            "nonfinite_steps": nonfinite_total, "skipped_samples": skipped_total, "history": history}

@@ -1,7 +1,9 @@
 """Coloured pictures of images, depth maps and errors (TensorBoard, eval --save-vis, the demo).
 
 All functions take NumPy arrays or tensors of one image and return H x W x 3 uint8 BGR (OpenCV
-order); `to_rgb_chw` turns one into the RGB float C x H x W that TensorBoard wants.
+order); `to_rgb_chw` turns one into the RGB float C x H x W that TensorBoard wants. Depth and
+error tiles carry a colour bar with ticks in their unit; pixels without a value are drawn grey
+(NO_VALUE_BGR), which neither colour map uses, so "no value" never looks like "near".
 """
 from __future__ import annotations
 
@@ -11,7 +13,12 @@ import cv2
 import numpy as np
 import torch
 
-CAPTION_PX = 22
+from utils.checkpoint import atomic_write
+
+NO_VALUE_BGR = (128, 128, 128)
+DEPTH_CMAP, ERROR_CMAP = cv2.COLORMAP_TURBO, cv2.COLORMAP_INFERNO
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+WHITE = (255, 255, 255)
 
 
 def _np(x) -> np.ndarray:
@@ -20,56 +27,103 @@ def _np(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def text_scale(width_px: int) -> float:
+    """Font scale for captions and ticks on a tile `width_px` wide (0.4 at 400 px, 1.0 at 1600)."""
+    return float(np.clip(width_px / 1600.0, 0.4, 1.5))
+
+
 def image_bgr(img) -> np.ndarray:
     """img: 3 x H x W BGR 0..255 (the dataset's `img`) -> H x W x 3 uint8."""
     return np.clip(_np(img).transpose(1, 2, 0), 0, 255).astype(np.uint8)
 
 
-def colorize(value, vmax: float, sparse: bool = False, cmap: int = cv2.COLORMAP_TURBO) -> np.ndarray:
-    """value: (1 x) H x W, 0 = none (drawn black). `sparse` grows points to 3x3 for visibility."""
+def colorize(value, vmax: float, sparse: bool = False, cmap: int = DEPTH_CMAP) -> np.ndarray:
+    """value: (1 x) H x W on 0..vmax, 0 or less (or NaN) = no value, drawn NO_VALUE_BGR. `sparse`
+    grows points to 3x3 for visibility. H x W x 3 uint8, no colour bar."""
     v = _np(value)
-    v = v.reshape(v.shape[-2:]).astype(np.float32)
+    v = np.nan_to_num(v.reshape(v.shape[-2:]).astype(np.float32), nan=0.0)
     if sparse:
         v = cv2.dilate(v, np.ones((3, 3), np.uint8))
     scaled = np.clip(v / max(vmax, 1e-6) * 255.0, 0, 255).astype(np.uint8)
     out = cv2.applyColorMap(scaled, cmap)
-    out[v <= 0] = 0
+    out[v <= 0] = NO_VALUE_BGR
     return out
 
 
-def error_map(pred_m, gt_m, vmax_m: float = 10.0, sparse: bool = True) -> np.ndarray:
-    """|pred - gt| where gt > 0 (m), coloured on 0..vmax_m; black where gt is missing."""
+def colour_bar(width_px: int, vmax: float, unit: str = "m", cmap: int = DEPTH_CMAP,
+               no_value: bool = True) -> np.ndarray:
+    """A horizontal bar `width_px` wide: the colour map over 0..vmax with 5 ticks labelled in
+    `unit`, after a grey swatch labelled "none" when the map has pixels without a value.
+    h x width_px x 3 uint8."""
+    scale = 0.8 * text_scale(width_px)
+    (none_w, text_h), _ = cv2.getTextSize("none", FONT, scale, 1)
+    bar_h, strip_h = max(6, int(15 * scale)), text_h + int(12 * scale) + 4
+    out = np.zeros((bar_h + strip_h, width_px, 3), np.uint8)
+    swatch = min(none_w + int(12 * scale), width_px // 4) if no_value else 0
+    if no_value:
+        out[:bar_h, :max(swatch - 4, 1)] = NO_VALUE_BGR
+        cv2.putText(out, "none", (0, bar_h + strip_h - 6), FONT, scale, WHITE, 1, cv2.LINE_AA)
+    ramp = np.linspace(0, 255, width_px - swatch).astype(np.uint8)[None].repeat(bar_h, 0)
+    out[:bar_h, swatch:] = cv2.applyColorMap(ramp, cmap)
+    for k in range(5):
+        x = swatch + int(k / 4 * (width_px - swatch - 1))
+        label = f"{vmax * k / 4:g}" + (f" {unit}" if k == 4 and unit else "")
+        (tw, _), _ = cv2.getTextSize(label, FONT, scale, 1)
+        cv2.line(out, (x, 0), (x, bar_h + 3), WHITE, 1)
+        cv2.putText(out, label, (min(max(x - tw // 2, swatch), width_px - tw - 2), bar_h + strip_h - 6),
+                    FONT, scale, WHITE, 1, cv2.LINE_AA)
+    return out
+
+
+def depth_tile(value, vmax: float, sparse: bool = False, cmap: int = DEPTH_CMAP, unit: str = "m",
+               no_value: bool = True) -> np.ndarray:
+    """`colorize` with its colour bar below (no "none" swatch when `no_value` is False)."""
+    tile = colorize(value, vmax, sparse, cmap)
+    return np.concatenate([tile, colour_bar(tile.shape[1], vmax, unit, cmap, no_value)], 0)
+
+
+def error_tile(pred_m, gt_m, vmax_m: float = 10.0, sparse: bool = True) -> np.ndarray:
+    """|pred - gt| where gt > 0 (m) on 0..vmax_m with its colour bar; grey where gt is missing."""
     pred, gt = _np(pred_m).squeeze(), _np(gt_m).squeeze()
     err = np.where(gt > 0, np.abs(pred - gt) + 1e-3, 0.0)
-    return colorize(err, vmax_m, sparse=sparse, cmap=cv2.COLORMAP_INFERNO)
+    return depth_tile(err, vmax_m, sparse=sparse, cmap=ERROR_CMAP)
 
 
 def captioned(tile: np.ndarray, caption: str) -> np.ndarray:
-    bar = np.zeros((CAPTION_PX, tile.shape[1], 3), np.uint8)
-    cv2.putText(bar, caption, (4, CAPTION_PX - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
-                (255, 255, 255), 1, cv2.LINE_AA)
+    """`tile` under a black caption bar sized to its width."""
+    scale = text_scale(tile.shape[1])
+    height = int(30 * scale) + 6
+    bar = np.zeros((height, tile.shape[1], 3), np.uint8)
+    cv2.putText(bar, caption, (int(6 * scale), height - int(9 * scale)), FONT, scale, WHITE, 1, cv2.LINE_AA)
     return np.concatenate([bar, tile], 0)
 
 
 def panel(tiles: Sequence[Tuple[str, np.ndarray]], columns: int = 2) -> np.ndarray:
-    """Captioned tiles (all the same size) laid out row by row, `columns` per row."""
+    """Captioned tiles (same width; shorter ones padded black at the bottom, e.g. an image beside
+    a depth tile with its colour bar) laid out row by row, `columns` per row."""
     shown = [captioned(t, c) for c, t in tiles]
-    blank = np.zeros_like(shown[0])
-    shown += [blank] * (-len(shown) % columns)
+    height = max(t.shape[0] for t in shown)
+    shown = [np.pad(t, ((0, height - t.shape[0]), (0, 0), (0, 0))) for t in shown]
+    shown += [np.zeros_like(shown[0])] * (-len(shown) % columns)
     rows = [np.concatenate(shown[i:i + columns], 1) for i in range(0, len(shown), columns)]
     return np.concatenate(rows, 0)
 
 
-def sample_panel(img, radar_m, pred_m, lidar_m, mask=None, max_depth_m: float = 80.0,
-                 columns: int = 2) -> np.ndarray:
-    """The standard picture of one sample: image, radar, prediction, LiDAR, error (and mask)."""
+def sample_panel(img, radar_m, pred_m, lidar_m, mask=None, target_mask=None,
+                 max_depth_m: float = 80.0, columns: int = 2) -> np.ndarray:
+    """The standard picture of one sample: image, radar, prediction, LiDAR, error, and when given
+    the predicted mask beside its semantic target."""
     tiles = [("image", image_bgr(img)),
-             ("radar (m)", colorize(radar_m, max_depth_m)),
-             ("prediction (m)", colorize(pred_m, max_depth_m)),
-             ("LiDAR (m)", colorize(lidar_m, max_depth_m, sparse=True)),
-             ("|error| on LiDAR, 0-10 m", error_map(pred_m, lidar_m))]
+             ("radar (m)", depth_tile(radar_m, max_depth_m)),
+             ("prediction (m)", depth_tile(pred_m, max_depth_m)),
+             ("LiDAR (m)", depth_tile(lidar_m, max_depth_m, sparse=True)),
+             ("|error| on LiDAR (m)", error_tile(pred_m, lidar_m))]
     if mask is not None:
-        tiles.append(("mask", colorize(_np(mask) + 1e-3, 1.0, cmap=cv2.COLORMAP_BONE)))
+        tiles.append(("predicted mask", depth_tile(_np(mask) + 1e-3, 1.0, cmap=cv2.COLORMAP_BONE, unit="",
+                                                   no_value=False)))
+    if target_mask is not None:
+        tiles.append(("target mask", depth_tile(_np(target_mask) + 1e-3, 1.0, cmap=cv2.COLORMAP_BONE, unit="",
+                                                no_value=False)))
     return panel(tiles, columns)
 
 
@@ -79,7 +133,11 @@ def to_rgb_chw(bgr: np.ndarray) -> np.ndarray:
 
 
 def write_png(path, bgr: np.ndarray, scale: Optional[float] = None) -> None:
+    """Write `bgr` (any array OpenCV encodes as PNG: uint8 BGR, uint16 depth) atomically: a
+    reader or a crash never sees a half-written file."""
     if scale:
         bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    if not cv2.imwrite(str(path), bgr):
-        raise OSError(f"could not write {path}; check that its folder exists and is writable")
+    ok, data = cv2.imencode(".png", bgr)
+    if not ok:
+        raise OSError(f"could not encode {path} as PNG")
+    atomic_write(path, lambda f: f.write(data.tobytes()))

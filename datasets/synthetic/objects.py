@@ -12,7 +12,7 @@ import numpy as np
 
 from datasets.synthetic.render import BOX, CYLINDER, SPHERE, Primitives
 
-# ADE20K-150 class ids (0-based, SPADE.md section 1)
+# ADE20K-150 class ids (0-based, docs/spade.md section 1)
 WALL, BUILDING, SKY, TREE, ROAD, GRASS, SIDEWALK, PERSON, CAR = 0, 1, 2, 4, 6, 9, 11, 12, 20
 FENCE, SIGNBOARD, BUS, TRUCK, POLE, VAN, MINIBIKE, BICYCLE = 32, 43, 80, 83, 93, 102, 116, 127
 

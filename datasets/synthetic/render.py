@@ -86,7 +86,7 @@ class Hits:
 
 class PinholeGrid:
     """H x W rays through pixel centres (u + 0.5, v + 0.5), so that a point projecting to (u, v)
-    lies in pixel (trunc(v), trunc(u)) (SPADE.md section 2). Camera frame: x right, y down, z forward."""
+    lies in pixel (trunc(v), trunc(u)) (docs/spade.md section 2). Camera frame: x right, y down, z forward."""
     wrap = False
 
     def __init__(self, K: np.ndarray, height: int, width: int):
