@@ -11,14 +11,16 @@ import torch
 
 from datasets.infos import InfoFileError
 from datasets.io import DataFileError
-from datasets.nuscenes_dataset import RadarCameraDataset
+from datasets.build import build_dataset
 from datasets.workers import error_message
-from utils.checkpoint import CheckpointError, OutputWriteError
+from utils.checkpoint import CheckpointError
+from utils.files import OutputWriteError
 from utils.cli import make_parser
 from utils.config import ConfigError, config_to_dict
-from utils.evaluate import (EvaluationError, csv_path_for, evaluate, format_table, model_predictor,
+from utils.engine.evaluators import evaluators_for
+from utils.engine.evaluate import (EvaluationError, csv_path_for, evaluate, format_table, model_predictor,
                             write_results)
-from utils.predict_io import load_model
+from utils.checkpoint import load_model
 from utils.run_lock import RunLock, RunLockedError
 
 # Errors of the settings, the data or the outputs: one line naming the file or key, exit code 1.
@@ -113,12 +115,12 @@ def run(args: argparse.Namespace, device: torch.device) -> dict:
     if not Path(cfg.data.val_infos).is_file():
         raise InfoFileError(f"info file {cfg.data.val_infos} not found; pass --infos or build it with "
                             "tools/create_infos.py")
-    dataset = RadarCameraDataset(cfg, cfg.data.val_infos, mode="eval")
-    result = evaluate(model_predictor(model, cfg.eval.optimized), dataset,
+    dataset = build_dataset(cfg, "val")
+    evaluators = evaluators_for(cfg.data.root, cfg.eval.ranges_m, args.save_pred, args.save_vis,
+                                args.vis_every, args.vis_scale)
+    result = evaluate(model_predictor(model, cfg.eval.optimized), dataset, evaluators,
                       batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers,
-                      ranges_m=cfg.eval.ranges_m, max_samples=cfg.eval.max_samples, device=device,
-                      save_pred_dir=args.save_pred, save_vis_dir=args.save_vis,
-                      vis_every=args.vis_every, vis_scale=args.vis_scale, progress=not args.quiet)
+                      max_samples=cfg.eval.max_samples, device=device, progress=not args.quiet)
     print(format_table(result["summary"], title=f"{args.model} on {cfg.data.val_infos}"))
     if args.out:
         csv_path = write_results(result, args.out, checkpoint=str(args.model), infos=cfg.data.val_infos,

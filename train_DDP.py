@@ -7,13 +7,14 @@ import logging
 from datasets.infos import InfoFileError
 from datasets.io import DataFileError
 from datasets.workers import error_message
-from utils.checkpoint import CheckpointError, OutputWriteError
+from utils.checkpoint import CheckpointError
+from utils.files import OutputWriteError
 from utils.cli import make_parser
 from utils.config import ConfigError, load_config
 from utils.deps import MissingDependencyError
 from utils.distributed import cleanup, user_error_exit
 from utils.run_lock import RunLockedError
-from utils.train_loop import NonFiniteLossError, ResumeMismatchError, train
+from utils.engine.train import NonFiniteLossError, ResumeMismatchError, train
 
 # Errors of the settings, the data or the machine that a restart cannot mend: one line that names
 # the file or key and the fix, and under torchrun the whole job stops (no --max-restarts retry).

@@ -1,10 +1,13 @@
-"""Readers for the files of a nuScenes-format root, with errors that name the file and the fix.
+"""Readers of the files of a nuScenes-format root, with errors that name the file and the fix, and
+the one reader and writer of depth maps as uint16-millimetre PNGs (dense truth, dense labels,
+predictions).
 
     img = read_image_bgr(path)            # H x W x 3 uint8, BGR
     xyz = read_lidar_points(path)         # N x 3 float32, sensor frame (m)
     xyz = read_radar_points(path)         # N x 3 float32, after the devkit's default filters
     ids = read_seg_mask(path)             # H x W uint8, ADE20K-150 class index
-    depth_m = read_dense_depth(path)      # H x W float32 (m), 0 = none
+    depth_m = read_depth_png(path)        # H x W float32 (m), 0 = none
+    saturated = write_depth_png(path, depth_m)   # atomic; values beyond 65.535 m saturate
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ from typing import Optional, Tuple
 
 import cv2
 import numpy as np
+
+from utils.files import write_png
 
 ROOT_HINT = "check data.root (or --data-root) points at the nuScenes root holding samples/ and sweeps/"
 # What libjpeg (inside OpenCV) prints, and only prints, when it decodes damaged data anyway
@@ -226,10 +231,27 @@ def read_seg_mask(path: str | Path) -> np.ndarray:
     return ids
 
 
-def read_dense_depth(path: str | Path) -> np.ndarray:
-    """H x W float32 depth (m) from a uint16 millimetre PNG (0 = no surface)."""
+DEPTH_PNG_MAX_MM = 65535
+
+
+def depth_png_mm(depth_m: np.ndarray) -> np.ndarray:
+    """H x W metres -> H x W uint16 millimetres (rounded; saturates at 65.535 m; 0 = none)."""
+    return np.clip(np.rint(np.asarray(depth_m, np.float64) * 1000.0), 0, DEPTH_PNG_MAX_MM).astype(np.uint16)
+
+
+def write_depth_png(path: str | Path, depth_m: np.ndarray) -> int:
+    """Write depth_m (H x W, m) as a uint16-millimetre PNG, atomically. Returns the number of
+    pixels that saturated at 65.535 m."""
+    png = depth_png_mm(depth_m)
+    write_png(path, png)
+    return int((png == DEPTH_PNG_MAX_MM).sum())
+
+
+def read_depth_png(path: str | Path, fix: str = "write it again with the tool that made it") -> np.ndarray:
+    """H x W float32 depth (m) from a uint16-millimetre PNG (0 = none); a file that is not one
+    raises DataFileError naming it and `fix`."""
     depth_mm = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if depth_mm is None or depth_mm.ndim != 2 or depth_mm.dtype != np.uint16:
-        raise DataFileError(f"dense depth {path} is not a readable 16-bit single-channel PNG; "
-                            "regenerate it with tools/make_synthetic.py", path)
+        raise DataFileError(f"depth map {path} is not a readable 16-bit single-channel PNG "
+                            f"(uint16 millimetres); {fix}", path)
     return depth_mm.astype(np.float32) * np.float32(1e-3)

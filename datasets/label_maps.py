@@ -18,10 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Iterable, Optional
 
-import cv2
 import numpy as np
 
-from datasets.io import DataFileError
+from datasets.io import read_depth_png
 
 LABEL_KINDS = ("lidar", "depth_png")
 FAR_OFF_M = 1.0                 # a label pixel "more than 1 m off" the exact truth
@@ -59,11 +58,8 @@ def read_label(root: str | Path, data_cfg, name: str) -> Optional[np.ndarray]:
         raise MissingLabelError(f"label map {path} not found (data.label_dir={data_cfg.label_dir}); build the "
                                 "labels with tools/make_dense_labels.py --data-root ROOT --infos INFOS "
                                 "--preset NAME, or point data.label_dir at a complete folder")
-    depth_mm = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if depth_mm is None or depth_mm.ndim != 2 or depth_mm.dtype != np.uint16:
-        raise DataFileError(f"label map {path} is not a readable 16-bit single-channel PNG; delete it and "
-                            "run tools/make_dense_labels.py again (it rebuilds missing labels only)", path)
-    return depth_mm.astype(np.float32) * np.float32(1e-3)
+    return read_depth_png(path, "delete it and run tools/make_dense_labels.py again (it rebuilds "
+                                "missing labels only)")
 
 
 def label_error_counts(label_m: np.ndarray, truth_m: np.ndarray) -> Dict[str, float]:

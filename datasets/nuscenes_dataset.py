@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -25,35 +24,17 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from datasets import augment, geometry, radar_sweeps
-from datasets.augment import image_chw
-from datasets.infos import CAMERA, LIDAR, RADAR, InfoFileError, entry_path, entry_poses, load_infos
-from datasets.io import (DataFileError, read_dense_depth, read_image_bgr, read_lidar_points,
+from datasets.sample import SEG_LUT, Frame, eval_sample, radar_features, radar_map
+from datasets.infos import CAMERA, LIDAR, InfoFileError, entry_path, entry_poses, load_infos
+from datasets.io import (DataFileError, read_depth_png, read_image_bgr, read_lidar_points,
                          read_seg_mask, resolve_data_path)
 from datasets.label_maps import check_label_config, read_label
 from datasets.occlusion import occlusion_keep, scaled_radius_px
 from datasets.workers import reuse_freed_buffers
 
-# ADE20K-150 ids of the mask target: wall, building, tree, person, car, fence, bus, truck, pole,
-# van, minibike, bicycle.
-SEG_CLASSES = (0, 1, 4, 12, 20, 32, 80, 83, 93, 102, 116, 127)
-SEG_LUT = np.isin(np.arange(256), SEG_CLASSES).astype(np.uint8)     # class id -> target 0 / 1
 MAX_CONSECUTIVE_SKIPS = 10
 MODES = ("train", "eval")
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Frame:
-    """One sample's raw data at the camera's resolution (h x w)."""
-    name: str                      # image basename without extension
-    img: np.ndarray                # h x w x 3 uint8 BGR
-    K: np.ndarray                  # 3 x 3 float64
-    lidar_uvz: Tuple[np.ndarray, np.ndarray, np.ndarray]   # in-canvas u, v, depth_m (any sign), file order
-    radar_uvz: Tuple[np.ndarray, np.ndarray, np.ndarray]   # in-canvas radar points, likewise
-    radar_xyz: np.ndarray          # N x 3 float32 camera-frame xyz of every valid radar point
-    dense_depth: Optional[np.ndarray]   # h x w float32 (m) where depth_dense/ exists (eval mode)
-    seg_ids: Optional[np.ndarray] = None   # h x w uint8 ADE20K ids (train mode with the mask loss)
-    label_m: Optional[np.ndarray] = None   # h x w float32 (m) label of data.label_dir (train mode)
 
 
 def _camera_points(record: Dict[str, Any], entry: Dict[str, Any], xyz: np.ndarray, K: np.ndarray,
@@ -66,43 +47,6 @@ def _camera_points(record: Dict[str, Any], entry: Dict[str, Any], xyz: np.ndarra
     u, v, depth = geometry.project_points(K, xyz_cam)
     keep = geometry.in_canvas(u, v, h, w)
     return xyz_cam, (u[keep], v[keep], depth[keep])
-
-
-def radar_features(radar_xyz: np.ndarray, max_points: int, rng: np.random.Generator) -> Dict[str, Any]:
-    """radar_pts: P x 3 float32 zero padded (a random subset of P when more), radar_count."""
-    if len(radar_xyz) > max_points:
-        radar_xyz = radar_xyz[np.sort(rng.choice(len(radar_xyz), max_points, replace=False))]
-    pts = np.zeros((max_points, 3), dtype=np.float32)
-    pts[:len(radar_xyz)] = radar_xyz
-    return {"radar_pts": pts, "radar_count": np.int64(len(radar_xyz))}
-
-
-def radar_map(u: np.ndarray, v: np.ndarray, depth_m: np.ndarray, h: int, w: int,
-              columns: bool) -> np.ndarray:
-    """h x w float32: depth down whole columns (radar disruption) or at single pixels."""
-    if columns:
-        return geometry.radar_column_map(u, depth_m, h, w)
-    return geometry.rasterize_depth(u, v, depth_m, h, w)
-
-
-def eval_sample(frame: Frame, data_cfg, rng: np.random.Generator) -> Dict[str, Any]:
-    """The released evaluation sample of `frame` at the camera's resolution (no augmentation).
-
-    data_cfg: `Config.data`; rng picks the radar subset when there are more than
-    data_cfg.max_radar_points points. Also used for frames held in memory (tools/predict.py).
-    """
-    h, w = frame.img.shape[:2]
-    sample = {
-        "img": image_chw(frame.img),
-        "radar_map": radar_map(*frame.radar_uvz, h, w, data_cfg.radar_columns)[None],
-        **radar_features(frame.radar_xyz, data_cfg.max_radar_points, rng),
-        "lidar_map": geometry.rasterize_depth(*frame.lidar_uvz, h, w)[None],
-        "K": frame.K.astype(np.float32),
-        "name": frame.name,
-    }
-    if frame.dense_depth is not None:
-        sample["dense_depth"] = frame.dense_depth[None]
-    return sample
 
 
 class RadarCameraDataset(Dataset):
@@ -183,7 +127,7 @@ class RadarCameraDataset(Dataset):
         radar_xyz, radar_uvz = radar_sweeps.camera_radar(record, self.root, self.cfg.data.radar_sweeps, K, h, w)
         name = Path(entry_path(cam)).stem
         dense_path = self.root / "depth_dense" / f"{name}.png"
-        dense = read_dense_depth(dense_path) if self.mode == "eval" and dense_path.is_file() else None
+        dense = read_depth_png(dense_path, "regenerate the world with tools/make_synthetic.py") if self.mode == "eval" and dense_path.is_file() else None
         train = self.mode == "train"
         seg_ids = self._seg_ids(name, img.shape[:2]) if train and self.cfg.data.mask_supervision else None
         label_m = read_label(self.root, self.cfg.data, name) if train else None     # None: LiDAR label

@@ -16,12 +16,13 @@ padding carries no labels, so the crop changes nothing but the work).
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from models.ops import scatter_downscale
+from utils.config import LossConfig
 
 
 def depth_term(pred_m: torch.Tensor, label_m: torch.Tensor, beta_m: float = 1.0) -> torch.Tensor:
@@ -51,35 +52,36 @@ def stage_target(target: torch.Tensor, padded_hw: Sequence[int], scale: int) -> 
     return padded if scale == 1 else F.interpolate(padded, size=(hp // scale, wp // scale), mode="nearest")
 
 
-def spade_loss(preds: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor],
-               stage_scales: Sequence[int] = (4, 2, 1), beta_m: float = 1.0,
-               mask_weight: float = 1.0) -> Dict[str, torch.Tensor]:
-    """Loss terms by name.
+def spade_loss(preds: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor],
+               cfg: Optional[LossConfig] = None) -> Dict[str, torch.Tensor]:
+    """Loss terms by name, from the network's output and the batch (the training sample).
 
     preds: `depth_s{s}`, `mask_s{s}`: B x 1 x Hp/s x Wp/s (network output on the padded input).
-    targets: `lidar_map`: B x 1 x H x W metres (0 = none); `seg_target`: B x 1 x H x W in {0, 1}
-    (uint8 as the dataset gives it, or float), needed only when mask_weight > 0.
+    batch: `lidar_map`: B x 1 x H x W metres (0 = none); `seg_target`: B x 1 x H x W in {0, 1}
+    (uint8 as the dataset gives it, or float), needed only when cfg.mask_weight > 0.
+    cfg: `Config.loss` (stage_scales, smooth_l1_beta_m, mask_weight); None = the released values.
     Returns `depth_s{s}`, `mask_s{s}` (when used) and `total`; all scalar tensors.
     """
-    label = targets["lidar_map"]
-    use_mask = mask_weight > 0
-    if use_mask and "seg_target" not in targets:
-        raise KeyError("spade_loss: mask_weight > 0 needs targets['seg_target'] "
+    cfg = cfg or LossConfig()
+    label = batch["lidar_map"]
+    use_mask = cfg.mask_weight > 0
+    if use_mask and "seg_target" not in batch:
+        raise KeyError("spade_loss: loss.mask_weight > 0 needs the batch's seg_target "
                        "(set loss.mask_weight=0 or data.mask_supervision=true)")
     terms: Dict[str, torch.Tensor] = {}
     total = label.new_zeros(())
-    for s in stage_scales:
+    for s in cfg.stage_scales:
         label_s = scatter_downscale(label, s) if s > 1 else label
         h, w = label_s.shape[-2:]
-        depth = depth_term(preds[f"depth_s{s}"][..., :h, :w].float(), label_s, beta_m)
+        depth = depth_term(preds[f"depth_s{s}"][..., :h, :w].float(), label_s, cfg.smooth_l1_beta_m)
         terms[f"depth_s{s}"] = depth
         stage = depth
         if use_mask:
             mask = preds[f"mask_s{s}"].float()
             padded_hw = (mask.shape[-2] * s, mask.shape[-1] * s)
-            target = stage_target(targets["seg_target"].float(), padded_hw, s)
+            target = stage_target(batch["seg_target"].float(), padded_hw, s)
             terms[f"mask_s{s}"] = mask_term(mask, target)
-            stage = stage + mask_weight * terms[f"mask_s{s}"]
+            stage = stage + cfg.mask_weight * terms[f"mask_s{s}"]
         total = total + stage / s
     terms["total"] = total
     return terms

@@ -1,38 +1,65 @@
 """Shared fixtures: the read-only data beside the repository (skipped when absent)."""
-from pathlib import Path
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
 
-@pytest.fixture(scope="session")
-def reference_dir() -> Path:
-    path = SHARED / "reference"
-    if not (path / "official_state_dict.tsv").is_file():
+def shared(folder: str, *needed: str) -> Path:
+    """SHARED/folder, or skip the test when it or one of the `needed` paths in it is absent."""
+    path = SHARED / folder
+    if not all((path / item).exists() for item in needed):
         pytest.skip(f"{path} is absent")
     return path
+
+
+@contextmanager
+def torch_threads(count: int):
+    """torch uses `count` CPU threads inside the block (a module-scoped fixture pins a file's)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """pytestmark = pytest.mark.usefixtures("one_torch_thread"): small inputs, where a second
+    thread gains little and, on a loaded machine, costs a lot."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def two_torch_threads():
+    with torch_threads(2):
+        yield
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    return shared("reference", "official_state_dict.tsv")
 
 
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
     """What the released network computed on deterministic weights and inputs (golden.pt)."""
-    path = SHARED / "reference" / "golden"
-    if not (path / "golden.pt").is_file() or not (SHARED / "reference" / "official_state_dict.tsv").is_file():
-        pytest.skip(f"{path} is absent")
-    return path
+    shared("reference", "official_state_dict.tsv")
+    return shared("reference/golden", "golden.pt")
 
 
 @pytest.fixture(scope="session")
 def real_root() -> Path:
     """The 40-keyframe real nuScenes slice (v1.0-trainval tables), never copied into the repo."""
-    path = SHARED / "nuscenes-real"
-    if not (path / "v1.0-trainval").is_dir():
-        pytest.skip(f"{path} is absent")
-    return path
+    return shared("nuscenes-real", "v1.0-trainval")
 
 
 @pytest.fixture(scope="session")

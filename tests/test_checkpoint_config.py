@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from utils.checkpoint import (CheckpointError, OutputWriteError, capture_rng_state, load_network,
-                              read_checkpoint, remove_orphaned_temp_files, restore_rng_state,
-                              save_checkpoint)
-from utils.train_loop import prune_epoch_checkpoints
+from utils.checkpoint import (CheckpointError, capture_rng_state, load_network, prune_epoch_checkpoints,
+                              read_checkpoint, restore_rng_state, save_checkpoint)
+from utils.files import OutputWriteError, remove_orphaned_temp_files
 from conftest import REPO
 from utils.config import ConfigError, config_from_dict, config_to_dict, load_config
 
@@ -142,7 +141,7 @@ def test_full_disk_keeps_the_previous_checkpoint_and_says_so(tmp_path, monkeypat
 
 
 def test_orphaned_temporary_files_and_epoch_pruning_past_999(tmp_path):
-    for name in (".latest.ckpt.123-ab12cd34.tmp", ".latest.ckpt.link", "epoch_998.ckpt", "epoch_999.ckpt",
+    for name in (".latest.ckpt.123-ab12cd34.tmp", ".epoch_002.ckpt.9-0f0f0f0f.tmp", "epoch_998.ckpt", "epoch_999.ckpt",
                  "epoch_1000.ckpt", "epoch_1001.ckpt", "notes.txt"):
         (tmp_path / name).write_bytes(b"x" * 10)
     assert remove_orphaned_temp_files(tmp_path) == (2, 20)

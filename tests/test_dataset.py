@@ -13,9 +13,10 @@ from torch.utils.data import default_collate
 from datasets import augment, geometry
 from datasets.infos import entry_path, save_infos
 from datasets.io import DataFileError, MissingSegMaskError, _radar_table, radar_kept, read_radar_points
-from datasets.nuscenes_dataset import SEG_CLASSES, RadarCameraDataset
+from datasets.nuscenes_dataset import RadarCameraDataset
+from datasets.sample import SEG_CLASSES, image_chw
 from datasets.occlusion import occlusion_keep
-from utils.bench_data_reference import occlusion_per_point
+from utils.bench.data_reference import occlusion_per_point
 from utils.config import Config
 
 
@@ -154,7 +155,7 @@ def test_disruption_at_unit_scale_is_not_skipped():
     assert d.resized_hw == (900, 1600) and d.crop_yx == (0, 0)
     assert d.flip and d.brightness == 1.2
     img = np.random.default_rng(0).integers(0, 256, (900, 1600, 3), dtype=np.uint8)
-    assert not np.array_equal(augment.warp_image(img, d), augment.image_chw(img))
+    assert not np.array_equal(augment.warp_image(img, d), image_chw(img))
 
 
 def test_disruption_draws_and_errors():
@@ -172,11 +173,11 @@ def test_disruption_draws_and_errors():
 
 
 def test_disruption_matches_released_pil(real_root, real_records):
-    """Same draws through the released PIL pipeline (utils/bench_data_reference.disrupt) and ours,
+    """Same draws through the released PIL pipeline (utils/bench/data_reference.disrupt) and ours,
     on real 900x1600 frames: the image within 1 grey level (on under 1 % of pixels), the LiDAR and
     radar maps equal (away from exact nearest-neighbour ties), the mask off only where the release's
     legacy nearest rule shifts it half a pixel."""
-    from utils.bench_data_reference import disrupt
+    from utils.bench.data_reference import disrupt
     rng = np.random.default_rng(7)
     for record in real_records[:2]:
         bgr = cv2.imread(str(real_root / record["cam_infos"]["CAM_FRONT"]["filename"]))

@@ -12,10 +12,11 @@ import yaml
 from datasets.dense_labels import (SOURCE_MOVING_KEY, SOURCE_MOVING_OTHER, SOURCE_STATIC, build_label,
                                    fill_holes, load_recipe)
 from datasets.infos import infos_filename, load_infos
-from datasets.io import read_dense_depth, read_lidar_points, resolve_data_path
+from datasets.io import read_depth_png, read_lidar_points, resolve_data_path
 from datasets.label_maps import MissingLabelError
 from datasets.lidar_sweeps import MovingBoxes, sweep_plan
 from datasets.nuscenes_dataset import RadarCameraDataset
+from datasets import label_builder
 from tools import make_dense_labels
 from utils.config import load_config, normalized_config_dict
 from tiny_world import overrides, tiny_world
@@ -37,10 +38,10 @@ def labels(world, preset, *recipe_overrides):
     for record in records:
         plan = sweep_plan(nusc, record, recipe.sweeps_before, recipe.sweeps_after)
         label = build_label(plan, lambda p: read_lidar_points(resolve_data_path(root, p)),
-                            make_dense_labels.camera_of(record, root), recipe,
+                            label_builder.camera_of(record, root), recipe,
                             {s.sample_data_token: moving(s.sample_data_token) for s in plan.sweeps})
-        name = make_dense_labels.frame_name(record)
-        out[name] = label, read_dense_depth(root / "depth_dense" / f"{name}.png")
+        name = label_builder.frame_name(record)
+        out[name] = label, read_depth_png(root / "depth_dense" / f"{name}.png")
     return out
 
 
@@ -128,7 +129,7 @@ def test_training_reads_label_maps(world, tmp_path):
     root = world[0]
     folder = tmp_path / "maps"
     folder.mkdir()
-    name = make_dense_labels.frame_name(world[2][0])
+    name = label_builder.frame_name(world[2][0])
     label_mm = np.tile(np.linspace(1000, 90000, 180).astype(np.uint16), (100, 1))
     cv2.imwrite(str(folder / f"{name}.png"), label_mm)
     cfg = load_config(None, overrides(root, tmp_path / "run") + [

@@ -16,10 +16,12 @@ import eval as eval_script
 from datasets.infos import save_infos
 from datasets.nuscenes_dataset import RadarCameraDataset
 from models import SpaDe
-from utils.baselines import RowMedianDepth, radar_column_depth
+from models.baselines import RadarColumnDepth, RowMedianDepth, radar_column_depth
 from utils.checkpoint import save_checkpoint
 from utils.config import config_to_dict, load_config
-from utils.evaluate import EvaluationError, collate_same_size, evaluate, read_png_mm
+from datasets.io import read_depth_png
+from utils.engine.evaluate import EvaluationError, collate_same_size, evaluate
+from utils.engine.evaluators import evaluators_for
 from utils.run_lock import RunLock
 from utils.ldl import LeakageMetrics, hit_miss_mae, stripe_terms
 from tiny_world import overrides, tiny_world
@@ -60,7 +62,7 @@ def test_released_checkpoint_on_the_real_slice(real_root, real_infos, tmp_path):
 def test_radar_baseline_covers_all_40_real_samples(real_root, real_infos):
     cfg = load_config(None, [f"data.root={real_root}"])
     dataset = RadarCameraDataset(cfg, real_infos, mode="eval")
-    result = evaluate(lambda b: radar_column_depth(b["radar_map"], fallback_m=20.0), dataset,
+    result = evaluate(RadarColumnDepth(fallback_m=20.0), dataset, evaluators_for(real_root, (50, 70, 80)),
                       batch_size=4, progress=False)
     summary = result["summary"]
     assert summary["num_samples"] == len(dataset) == 40
@@ -90,7 +92,7 @@ def test_our_checkpoint_save_pred_round_trip_and_metrics(world, tmp_path):
         with torch.inference_mode():
             ref = model.predict(b["img"], b["radar_map"], b["radar_pts"], b["radar_count"],
                                 optimized=False)[0, 0].numpy()
-        saved = read_png_mm(pred_dir / f"{s['name']}.png")
+        saved = read_depth_png(pred_dir / f"{s['name']}.png")
         assert saved.shape == ref.shape and ref.max() > 1.0
         assert np.abs(saved - np.minimum(ref, 65.535)).max() <= 1e-3
         maes.append(_mae_by_numpy(saved, s["lidar_map"][0], 80))
@@ -145,7 +147,7 @@ def test_baselines_by_hand():
     maps[0, 3, 2] = 7.025                                 # row 3: one value
     rows = RowMedianDepth(4).fit(maps).row_m
     assert rows.tolist() == pytest.approx([30.025, 30.025, 30.025, 7.025])   # empty rows: nearest
-    assert RowMedianDepth(4).fit(maps)(2, 6).shape == (2, 1, 4, 6)
+    assert RowMedianDepth(4).fit(maps)({"img": torch.zeros(2, 3, 4, 6)}).shape == (2, 1, 4, 6)
 
 
 # ---- faults: each one line (SystemExit naming the file or flag), checked before the model runs ----
@@ -203,7 +205,7 @@ def test_nonfinite_prediction_and_mixed_sizes_name_the_image(world):
         return depth
     with pytest.raises(EvaluationError, match=f"the prediction for {dataset[2]['name']} \\(sample 2\\) has "
                                               f"{100 * 180} non-finite pixels"):
-        evaluate(nan_at_third, dataset, batch_size=2, progress=False)
+        evaluate(nan_at_third, dataset, evaluators_for(cfg.data.root, (80,)), batch_size=2, progress=False)
     small = {**dataset[1], "img": dataset[1]["img"][:, :50]}
     with pytest.raises(EvaluationError, match=f"{dataset[0]['name']} 100x180, {small['name']} 50x180\\); "
                                               "evaluate with --batch-size 1"):

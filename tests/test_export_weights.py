@@ -12,10 +12,10 @@ import eval as eval_script
 from models import SpaDe
 from tools import export_weights
 from tools import predict as predict_tool
-from utils.bench_model import realistic_inputs
+from utils.bench.model import realistic_inputs
 from utils.checkpoint import CheckpointError, load_network, save_checkpoint
 from utils.config import config_to_dict, load_config
-from utils.predict_io import load_model
+from utils.checkpoint import load_model
 from tiny_world import overrides, tiny_world
 
 torch.set_num_threads(2)

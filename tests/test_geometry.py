@@ -148,9 +148,9 @@ def test_radar_column_map():
 def test_radar_behind_camera_writes_its_column():
     """Released canvas test on (u, v) alone: a radar point behind the camera whose projection
     lands in the image writes its negative depth down its column (both modes)."""
-    from datasets.nuscenes_dataset import eval_sample
+    from datasets.sample import eval_sample
     from utils.config import Config
-    from utils.predict_io import camera_frame
+    from datasets.frames import camera_frame
     K = np.array([[100.0, 0, 50], [0, 100, 20], [0, 0, 1]])
     xyz = np.array([[0.0, 0.0, 10.0], [-0.3, 0.0, -3.0]])          # the second: u = 60, z = -3
     frame = camera_frame("t", np.zeros((40, 100, 3), np.uint8), K, xyz)

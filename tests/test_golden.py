@@ -83,7 +83,7 @@ def test_predict_900x1600(golden, model, optimized):
 def test_onnx_export_256x448(golden, model, small, tmp_path):
     for name in ("onnx", "onnxruntime", "onnxscript"):
         pytest.importorskip(name)
-    from utils.onnx_export import INPUT_NAMES, export_onnx, run_onnx
+    from models.onnx_export import INPUT_NAMES, export_onnx, run_onnx
     path = export_onnx(model, tmp_path / "golden.onnx", 256, 448)
     inputs = {name: small[name] for name in INPUT_NAMES}
     depth = torch.from_numpy(run_onnx(path, inputs))

@@ -11,20 +11,12 @@ from models.inference import (CACHE_ATTR, FusedSpaDe, InferenceOptions, ShuffleD
                               UpsampledStem, fold_bn, fold_module, fused_for,
                               scatter_downscale_blocks)
 from models.layers import ConvBnAct
-from utils.bench_model import benchmark_model, randomize_bn, realistic_inputs
-from utils.bench_train import benchmark_train, summary as train_summary
+from utils.bench.model import benchmark_model, randomize_bn, realistic_inputs
+from utils.bench.train import benchmark_train, summary as train_summary
 
 TOL_M = 1e-4
 HAS_CUDA = torch.cuda.is_available()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small inputs: a second thread gains little and, on a loaded machine, costs a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

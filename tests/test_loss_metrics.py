@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from models.loss import depth_term, mask_term, spade_loss
+from utils.config import LossConfig
 from utils.metrics import DepthMetrics, per_image_errors
 
 
@@ -46,7 +47,7 @@ def test_spade_loss_stage_weighting_and_padded_mask_term():
     preds = {f"depth_s{s}": torch.full((1, 1, 16 // s, 16 // s), 12.0) for s in (4, 2, 1)}
     preds.update({f"mask_s{s}": torch.full((1, 1, 16 // s, 16 // s), 0.25) for s in (4, 2, 1)})
     preds["mask_s1"][0, 0, 8:, :] = 1.0
-    terms = spade_loss(preds, {"lidar_map": label, "seg_target": seg}, mask_weight=2.0)
+    terms = spade_loss(preds, {"lidar_map": label, "seg_target": seg}, LossConfig(mask_weight=2.0))
     depth = 1.5  # smooth-L1 of a 2 m error, one pixel, batch of one
     # s = 1: 64 px |0.25 - 1| + 64 px |0.25 - 0| (padding right) + 128 px |1 - 0| (padding below)
     # s = 2, 4: a quarter of the canvas has target 1 (|0.25 - 1|), the rest 0 (|0.25 - 0|)
@@ -62,10 +63,10 @@ def test_spade_loss_mask_off_needs_no_target():
     label = torch.zeros(1, 1, 4, 4)
     label[0, 0, 0, 0] = 5.0
     preds = {f"depth_s{s}": torch.full((1, 1, 4 // s, 4 // s), 5.0) for s in (4, 2, 1)}
-    terms = spade_loss(preds, {"lidar_map": label}, mask_weight=0.0)
+    terms = spade_loss(preds, {"lidar_map": label}, LossConfig(mask_weight=0.0))
     assert "mask_s1" not in terms and terms["total"].item() == 0.0
     with pytest.raises(KeyError, match="seg_target"):
-        spade_loss(preds, {"lidar_map": label}, mask_weight=1.0)
+        spade_loss(preds, {"lidar_map": label}, LossConfig(mask_weight=1.0))
 
 
 def test_per_image_errors_by_range():

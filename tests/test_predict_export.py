@@ -17,8 +17,8 @@ from datasets.infos import entry_path, entry_poses
 from models import SpaDe
 from tools import export_onnx, predict
 from utils.config import Config
-from utils.evaluate import read_png_mm
-from utils.predict_io import (PredictInputError, frame_sample, nuscenes_sample, own_frame,
+from datasets.io import read_depth_png
+from datasets.frames import (PredictInputError, frame_sample, nuscenes_sample, own_frame,
                               write_outputs)
 from utils.visualize import NO_VALUE_BGR, depth_tile
 
@@ -105,7 +105,7 @@ def test_outputs_round_trip(tmp_path):
     png = cv2.imread(str(paths["png"]), cv2.IMREAD_UNCHANGED)
     assert png.dtype == np.uint16 and png.shape == (4, 6)
     assert (png[1, 2], png[2, 3], png[3, 5], png[0, 0]) == (1235, 42000, 65535, 0)   # mm, saturated
-    np.testing.assert_allclose(read_png_mm(paths["png"])[1, 2], 1.235, atol=1e-6)
+    np.testing.assert_allclose(read_depth_png(paths["png"])[1, 2], 1.235, atol=1e-6)
     np.testing.assert_array_equal(np.load(paths["npy"]), depth_m)
     color = cv2.imread(str(paths["color"]), cv2.IMREAD_COLOR)
     np.testing.assert_array_equal(color, depth_tile(depth_m, 80.0))
@@ -147,8 +147,10 @@ def test_own_data_cli(ckpt, model, tmp_path):
     np.testing.assert_array_equal(depth_m, want[0, 0].numpy())
     color = cv2.imread(str(tmp_path / "out" / "street_color.png"))
     assert color.shape[1:] == (W, 3) and color.shape[0] > H          # the map, then its colour bar
-    np.testing.assert_array_equal(read_png_mm(tmp_path / "out" / "street.png"),
-                                  np.rint(depth_m * 1000) / 1000)
+    png_mm = cv2.imread(str(tmp_path / "out" / "street.png"), cv2.IMREAD_UNCHANGED)
+    assert png_mm.dtype == np.uint16                                  # millimetres, rounded
+    np.testing.assert_array_equal(png_mm, np.rint(depth_m.astype(np.float64) * 1000))
+    np.testing.assert_allclose(read_depth_png(tmp_path / "out" / "street.png"), png_mm / 1000, atol=1e-6)
 
 
 def test_pcd_with_extrinsics_equals_camera_frame_points(real_records, real_root, tmp_path):
@@ -289,7 +291,8 @@ def test_onnx_check_fails_on_mismatch(exported, ckpt, capsys):
 def test_onnx_zero_radar_points(exported, model):
     """The batch's second frame has no radar point (count 0, empty map): finite, equal to
     PyTorch, and different from the frame with radar (the radar inputs reach the graph)."""
-    from utils.onnx_export import INPUT_NAMES, check_inputs, run_onnx
+    from datasets.frames import check_inputs
+    from models.onnx_export import INPUT_NAMES, run_onnx
     inputs = check_inputs(H, W)
     assert inputs["radar_count"].tolist() == [60, 0] and not inputs["radar_map"][1].any()
     depth = run_onnx(exported[0], inputs)

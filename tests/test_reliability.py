@@ -20,7 +20,7 @@ import yaml
 import datasets.nuscenes_dataset as nuscenes_dataset
 import train_DDP
 import utils.run_lock as run_lock
-import utils.train_loop as train_loop
+import utils.engine.train as train_loop
 from datasets.infos import entry_path, load_infos, save_infos
 from utils.checkpoint import read_checkpoint
 from utils.config import config_to_dict, load_config
@@ -76,7 +76,7 @@ def faulty_run(world, tmp_path_factory):
     messages = []
     handler = logging.Handler(logging.INFO)
     handler.emit = lambda record: messages.append(record.getMessage())
-    logger = logging.getLogger("utils.train_loop")
+    logger = logging.getLogger("utils.engine.train")
     args = overrides(world, out) + [f"data.root={root}", "train.max_steps=2", "train.image_every=0"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(nuscenes_dataset.RadarCameraDataset, "_train_sample", nan_radar)
@@ -135,7 +135,7 @@ def test_resume_of_other_settings_refused_unless_named(faulty_run, tmp_path, cap
                              r"\. To continue it with this run's settings pass --resume"):
         train_loop.train(load_config(None, changed))
     latest = faulty_run["out"] / "checkpoints" / "latest.ckpt"
-    with caplog.at_level(logging.WARNING, logger="utils.train_loop"):
+    with caplog.at_level(logging.WARNING, logger="utils.engine.train"):
         result = train_loop.train(load_config(None, changed + [f"train.out_dir={tmp_path}",
                                                                f"train.resume={latest}"]))
     assert result["step"] == 3 and len(result["history"]) == 1

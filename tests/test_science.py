@@ -1,4 +1,4 @@
-"""The "does sparse beat dense?" suite (tools/science.py, utils/science_table.py)."""
+"""The "does sparse beat dense?" suite (tools/science.py, utils/engine/tables.py)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from utils.science_table import cell, noise_markdown, table_markdown, welch
+from utils.engine.tables import cell, noise_markdown, table_markdown, welch
 from tiny_world import overrides, tiny_world
 
 REPO = Path(__file__).resolve().parents[1]

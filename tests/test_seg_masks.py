@@ -13,19 +13,13 @@ import torch.nn.functional as F
 
 from datasets.io import DataFileError, read_seg_mask   # the dataset's own mask reader
 from tools import gen_seg_masks
-from utils import seg_masks
-from utils.seg_masks import (ADE20K_CLASSES, SegMaskError, build_random_segformer,
+from datasets import seg_masks
+from utils.files import write_png
+from datasets.seg_masks import (ADE20K_CLASSES, SegMaskError, build_random_segformer,
                              cam_front_images, generate_masks, load_segmenter, mask_path)
 
 TINY_HW = (128, 128)        # tiny-model input size: keeps the tests fast on 2 CPU cores
-
-
-@pytest.fixture(scope="module", autouse=True)
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +132,7 @@ def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
         raise OSError("disk full")
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        seg_masks.write_png_atomic(tmp_path / "x.png", np.zeros((4, 5), np.uint8))
+        write_png(tmp_path / "x.png", np.zeros((4, 5), np.uint8))     # how masks are written
     assert os.listdir(tmp_path) == []
 
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-import utils.train_loop as train_loop
+import utils.engine.train as train_loop
 from utils.checkpoint import read_checkpoint
 from utils.config import load_config
-from utils.distributed import ResumableDistributedSampler
+from datasets.samplers import ResumableDistributedSampler
 from utils.schedule import lr_at, total_steps
 from tiny_world import overrides, tiny_world
 
@@ -129,7 +129,7 @@ def test_torchrun_max_restarts_resumes_a_killed_worker_from_latest(world, tmp_pa
     script.write_text(textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(REPO)!r})
-        import utils.train_loop as tl
+        import utils.engine.train as tl
         real_loss, calls = tl.spade_loss, []
         def loss(*args, **kwargs):
             calls.append(1)

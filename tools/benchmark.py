@@ -2,7 +2,6 @@
 Figures and the machines they were measured on: docs/benchmarks.md."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -38,7 +37,7 @@ def add_command(sub, name: str, summary: str, description: str):
     return parser
 
 
-# ---- data: sample preparation (utils/bench_data.py) ---------------------------------------------
+# ---- data: sample preparation (utils/bench/data.py) ---------------------------------------------
 def add_data_command(sub) -> None:
     p = add_command(sub, "data", "time the preparation of dataset samples on one CPU thread",
                        "Time RadarCameraDataset samples (image, LiDAR, radar, mask and "
@@ -62,7 +61,7 @@ def add_data_command(sub) -> None:
 
 
 def run_data(args) -> dict:
-    from utils.bench_data import benchmark_data, format_data_table
+    from utils.bench.data import benchmark_data, format_data_table
     from utils.config import load_config
     cfg = load_config(args.config, args.overrides)
     result = benchmark_data(args.data_root, args.infos, args.mode, args.samples, args.reference,
@@ -76,7 +75,7 @@ def run_data(args) -> dict:
     return summary
 
 
-# ---- model: SpaDe.predict, reference against fused (utils/bench_model.py) -----------------------
+# ---- model: SpaDe.predict, reference against fused (utils/bench/model.py) -----------------------
 def add_shape_args(p, height: int, width: int, batch: int, iters: int) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--height", type=int, default=height, help="input height, px")
@@ -117,7 +116,7 @@ def add_model_command(sub) -> None:
 def run_model(args) -> dict:
     import torch
     from models.inference import InferenceOptions
-    from utils.bench_model import benchmark_model, format_model_table, summary
+    from utils.bench.model import benchmark_model, format_model_table, summary
     torch.set_num_threads(args.threads)
     if args.reuse_freed_buffers:
         from datasets.workers import reuse_freed_buffers
@@ -132,7 +131,7 @@ def run_model(args) -> dict:
     return summary(result)
 
 
-# ---- train: training-step throughput (utils/bench_train.py) -------------------------------------
+# ---- train: training-step throughput (utils/bench/train.py) -------------------------------------
 def add_train_command(sub) -> None:
     p = add_command(sub, "train", "time training steps: samples/s and data-time share",
                        "Time forward + spade_loss + backward + AdamW steps. With "
@@ -155,7 +154,7 @@ def add_train_command(sub) -> None:
 
 def run_train(args) -> dict:
     import torch
-    from utils.bench_train import benchmark_train, format_train_table, summary
+    from utils.bench.train import benchmark_train, format_train_table, summary
     from utils.config import load_config
     if (args.infos is None) != (args.data_root is None):
         sys.exit("error: give --infos and --data-root together (or neither, for random tensors)")

@@ -55,8 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from utils.onnx_export import check_inputs, export_onnx, missing_packages, onnx_max_diff_m
-    from utils.predict_io import load_model
+    from datasets.frames import check_inputs
+    from models.onnx_export import export_onnx, missing_packages, onnx_max_diff_m
+    from utils.checkpoint import load_model
     missing = missing_packages(export=not args.skip_export, check=args.check)
     if missing:
         sys.exit(f"error: {' and '.join(missing)} not installed; pip install -e \".[onnx]\"")

@@ -45,9 +45,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     from safetensors.torch import save
-    from utils.checkpoint import atomic_write, read_checkpoint
+    from utils.checkpoint import read_checkpoint
+    from utils.files import atomic_write
     from utils.config import config_to_dict
-    from utils.predict_io import load_model
+    from utils.checkpoint import load_model
     from utils.provenance import provenance
     try:
         model, cfg = load_model(args.model, args.config, args.overrides)   # checks the weights fit

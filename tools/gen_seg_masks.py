@@ -13,7 +13,7 @@ from datasets.infos import InfoFileError  # noqa: E402
 from datasets.workers import error_message  # noqa: E402
 from utils.cli import make_parser  # noqa: E402
 from utils.deps import MissingDependencyError  # noqa: E402
-from utils.seg_masks import (DEFAULT_MODEL, MIT_SIZES, SegMaskError,  # noqa: E402
+from datasets.seg_masks import (DEFAULT_MODEL, MIT_SIZES, SegMaskError,  # noqa: E402
                              build_random_segformer, cam_front_images, generate_masks,
                              load_segmenter, require_images, resolve_device)
 

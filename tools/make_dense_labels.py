@@ -11,125 +11,15 @@ Train on the labels with data.label_kind=depth_png data.label_dir=<label dir> (d
 """
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import multiprocessing
 import sys
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
-
-import numpy as np
-import yaml
-from tqdm import tqdm
+from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from datasets.label_builder import LabelBuildError, build_labels  # noqa: E402
 from utils.cli import make_parser  # noqa: E402
-from datasets.dense_labels import (SOURCE_MOVING_OTHER, Camera, LabelRecipe, build_label,  # noqa: E402
-                                   load_recipe)
-from datasets.infos import CAMERA, entry_path, entry_poses, load_infos, load_nuscenes  # noqa: E402
-from datasets.io import read_dense_depth, read_image_bgr, read_lidar_points, resolve_data_path  # noqa: E402
-from datasets.label_maps import label_error_counts, label_folder, pooled_label_error  # noqa: E402
-from datasets.lidar_sweeps import MovingBoxes, SweepPlan, sweep_plan  # noqa: E402
-from utils.checkpoint import atomic_write  # noqa: E402
-from utils.evaluate import depth_to_png_mm  # noqa: E402
-from utils.visualize import write_png  # noqa: E402
-
-CHUNK_PER_WORKER = 8
-log = logging.getLogger("make_dense_labels")
-
-
-def camera_of(record: Dict[str, Any], root: Path) -> Camera:
-    """The key frame's CAM_FRONT geometry (size from the record, else from the image)."""
-    cam = record["cam_infos"][CAMERA]
-    height, width = cam.get("height"), cam.get("width")
-    if height is None or width is None:
-        height, width = read_image_bgr(resolve_data_path(root, entry_path(cam))).shape[:2]
-    camera2ego, ego2global = entry_poses(cam)
-    return Camera(np.asarray(cam["calibrated_sensor"]["camera_intrinsic"], dtype=np.float64),
-                  int(height), int(width), camera2ego, ego2global)
-
-
-def frame_name(record: Dict[str, Any]) -> str:
-    return Path(entry_path(record["cam_infos"][CAMERA])).stem
-
-
-def label_one(job: Dict[str, Any]) -> Dict[str, Any]:
-    """Build, write and measure one frame's label (runs in a worker process); returns its
-    frames.jsonl record."""
-    root, plan, recipe = Path(job["root"]), job["plan"], job["recipe"]
-    label = build_label(plan, lambda path: read_lidar_points(resolve_data_path(root, path)), job["camera"],
-                        recipe, job["moving_boxes"])
-    write_png(job["out"], depth_to_png_mm(label.depth_m))
-    record = {"name": job["name"], "sample_token": job["sample_token"],
-              "sweep_offsets": [s.offset for s in plan.sweeps], "shortfall": plan.shortfall(),
-              "missing": plan.missing, **label.stats}
-    truth_path = root / "depth_dense" / f"{job['name']}.png"
-    if truth_path.is_file():
-        truth = read_dense_depth(truth_path)
-        stored = np.rint(label.depth_m * 1000.0) / 1000.0          # as written (mm)
-        record["error"] = label_error_counts(stored, truth)
-        smear = np.where(label.source == SOURCE_MOVING_OTHER, stored, 0)
-        record["error_smear"] = label_error_counts(smear, truth)
-    return record
-
-
-def read_done(frames_path: Path) -> Dict[str, Dict[str, Any]]:
-    """name -> record of frames.jsonl (a line cut off by a crash is ignored)."""
-    done: Dict[str, Dict[str, Any]] = {}
-    if frames_path.is_file():
-        for line in frames_path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-                done[record["name"]] = record
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-    return done
-
-
-def check_recipe(folder: Path, preset: str, recipe: LabelRecipe) -> None:
-    """Write folder/recipe.yaml, or refuse a folder whose labels were built with another recipe."""
-    path = folder / "recipe.yaml"
-    wanted = {"preset": preset, "recipe": asdict(recipe)}
-    if path.is_file():
-        found = yaml.safe_load(path.read_text()) or {}
-        if found.get("recipe") != wanted["recipe"]:
-            diff = {k: (found.get("recipe", {}).get(k), v) for k, v in wanted["recipe"].items()
-                    if found.get("recipe", {}).get(k) != v}
-            raise SystemExit(f"error: {folder} holds labels of another recipe (differences, there -> asked: "
-                             f"{diff}); choose another --label-dir or delete {folder}")
-        return
-    atomic_write(path, lambda f: f.write(yaml.safe_dump(wanted, sort_keys=False).encode()))
-
-
-def jobs(records: List[Dict[str, Any]], nusc, root: Path, folder: Path, recipe: LabelRecipe
-         ) -> Iterator[Dict[str, Any]]:
-    """One job per frame: its sweeps, the moving boxes at each (needs the tables), its camera."""
-    moving = MovingBoxes(nusc, recipe.moving_speed_mps)
-    for record in records:
-        try:
-            plan: SweepPlan = sweep_plan(nusc, record, recipe.sweeps_before, recipe.sweeps_after)
-        except KeyError:
-            raise SystemExit(f"error: the LiDAR key frame of {frame_name(record)} is not in the {nusc.version} "
-                             f"tables under {root}; pass the --data-root and --version the info file was "
-                             "made from") from None
-        yield {"root": str(root), "name": frame_name(record), "sample_token": record.get("sample_token"),
-               "plan": plan, "recipe": recipe, "camera": camera_of(record, root),
-               "moving_boxes": {s.sample_data_token: moving(s.sample_data_token) for s in plan.sweeps},
-               "out": folder / f"{frame_name(record)}.png"}
-
-
-def chunks(items: Iterator[Dict[str, Any]], size: int) -> Iterator[List[Dict[str, Any]]]:
-    chunk: List[Dict[str, Any]] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
@@ -149,66 +39,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    root = Path(args.data_root)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     try:
-        recipe = load_recipe(args.preset, args.overrides)
-    except ValueError as err:
-        parser.error(str(err))
-    preset = Path(args.preset).stem
-    label_dir = args.label_dir or f"dense_labels/{preset}"
-    folder = label_folder(root, label_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    check_recipe(folder, preset, recipe)
-    records = load_infos(args.infos)
-    frames_path = folder / "frames.jsonl"
-    done = read_done(frames_path)
-    todo = [r for r in records if not (frame_name(r) in done and (folder / f"{frame_name(r)}.png").is_file())]
-    log.info("%s: %d key frames, %d to build (%s)", folder, len(records), len(todo), preset)
-    bar = tqdm(total=len(todo), desc=f"labels {preset}", unit="frame", disable=args.no_progress)
-    pool = (multiprocessing.get_context("spawn").Pool(args.workers) if args.workers > 1 and todo else None)
-    try:
-        with open(frames_path, "a") as frames:
-            nusc = load_nuscenes(root, args.version) if todo else None
-            for chunk in chunks(jobs(todo, nusc, root, folder, recipe), CHUNK_PER_WORKER * args.workers):
-                for record in (pool.map(label_one, chunk) if pool else map(label_one, chunk)):
-                    frames.write(json.dumps(record) + "\n")
-                    frames.flush()
-                    done[record["name"]] = record
-                    if record["shortfall"]:
-                        bar.write(f"{record['name']}: {record['shortfall']}")
-                    bar.update(1)
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.close()
-            pool.join()
-    return summarise(folder, [done[frame_name(r)] for r in records], Path(args.infos).stem)
-
-
-def summarise(folder: Path, frames: List[Dict[str, Any]], infos_stem: str) -> Dict[str, Any]:
-    """Print and write folder/quality_<infos stem>.json: frames short of sweeps, mean sweeps and
-    coverage, and (with exact truth) the pooled error of all label pixels and of those whose point
-    is a moving object's in another sweep (the smear; none when removed)."""
-    summary: Dict[str, Any] = {
-        "frames": len(frames), "frames_short_of_sweeps": sum(bool(f["shortfall"]) for f in frames),
-        "mean_sweeps": float(np.mean([f["sweeps"] for f in frames])) if frames else 0.0,
-        "moving_points_other": int(sum(f["moving_points_other"] for f in frames))}
-    if frames and all("error" in f for f in frames):
-        summary["error"] = pooled_label_error(f["error"] for f in frames)
-        summary["error_smear"] = pooled_label_error(f["error_smear"] for f in frames)
-    atomic_write(folder / f"quality_{infos_stem}.json",
-                 lambda f: f.write(json.dumps(summary, indent=2).encode() + b"\n"))
-    short = f"; {summary['frames_short_of_sweeps']} short of sweeps (see frames.jsonl)" \
-        if summary["frames_short_of_sweeps"] else ""
-    line = f"{folder}: {summary['frames']} frames, {summary['mean_sweeps']:.1f} sweeps per frame{short}"
-    if "error" in summary:
-        e = summary["error"]
-        line += (f"; against the exact truth: MAE {e['mae_mm']:.0f} mm, {e['far_off_pct']:.2f} % of pixels "
-                 f"> 1 m off, {e['coverage_pct']:.1f} % of pixels labelled")
-    print(line)
-    return summary
+        return build_labels(args.data_root, args.infos, args.preset, args.label_dir, args.version,
+                            args.workers, args.overrides, progress=not args.no_progress)
+    except (LabelBuildError, ValueError) as err:
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

@@ -36,12 +36,12 @@ def main(argv=None) -> None:
     from scipy.spatial import cKDTree
     from tqdm import tqdm
 
-    from datasets.nuscenes_dataset import RadarCameraDataset
+    from datasets.build import build_dataset
     from datasets.occlusion import occlusion_keep, scaled_radius_px
     from utils.config import load_config
 
     cfg = load_config(None, args.overrides)
-    dataset = RadarCameraDataset(cfg, args.infos, "eval", data_root=args.data_root)
+    dataset = build_dataset(cfg, "val", infos=args.infos, data_root=args.data_root)
     spacing, dropped, total = [], np.zeros(len(args.radii)), 0
     for index in tqdm(range(min(args.frames, len(dataset))), desc="frames"):
         frame = dataset.load_frame(index)

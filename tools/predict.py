@@ -85,9 +85,9 @@ def main(argv=None) -> None:
     import numpy as np
     import torch
     from torch.utils.data import default_collate
-    from utils.evaluate import model_predictor
-    from utils.predict_io import (PredictInputError, frame_sample, load_model, nuscenes_sample,
-                                  own_frame, write_outputs)
+    from utils.engine.evaluate import model_predictor
+    from datasets.frames import PredictInputError, frame_sample, nuscenes_sample, own_frame, write_outputs
+    from utils.checkpoint import load_model
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
     try:

@@ -4,10 +4,12 @@ Released: a dict whose key `network` holds the SpaDe state_dict (see
 ../shared/reference/official_state_dict.tsv). Ours adds, under the same `network` key so that
 either format feeds `eval.py`: `format_version`, `config`, `optimizer`, `scheduler`, `scaler`,
 `epoch`, `step`, `rng` and `extra`. Everything is stored as tensors and plain Python values, so
-our files load with `torch.load(weights_only=True)`. Files are written atomically (temporary file
-in the same folder, fsync, rename): a crash never leaves a half-written checkpoint behind, only
-possibly an orphaned `.<name>.<id>.tmp` that `remove_orphaned_temp_files` deletes. New files get
-the permissions the user's umask gives (0644 under the usual 022), as any file the user creates.
+our files load with `torch.load(weights_only=True)`. Files are written atomically
+(utils/files.py): a crash never leaves a half-written checkpoint behind, only possibly an
+orphaned `.<name>.<id>.tmp` that `remove_orphaned_temp_files` deletes. New files get the
+permissions the user's umask gives (0644 under the usual 022), as any file the user creates.
+`load_model` builds the network and its config from any of the formats (eval.py, tools/predict.py,
+tools/export_onnx.py); `link_latest` and `prune_epoch_checkpoints` keep a run's folder.
 
 Weights only (tools/export_weights.py): `X.safetensors` holds the state_dict alone; `X.json` beside
 it holds `config` and `provenance`. `read_checkpoint` reads that pair as {"network", "config",
@@ -16,18 +18,20 @@ it holds `config` and `provenance`. `read_checkpoint` reads that pair as {"netwo
 from __future__ import annotations
 
 import ast
-import errno
 import json
 import logging
-import os
 import pickle
 import random
-import secrets
+import re
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
+
+from models import SpaDe
+from utils.config import apply_mapping, config_from_dict, load_config, parse_overrides
+from utils.files import atomic_link, atomic_write
 
 FORMAT_VERSION = 1
 log = logging.getLogger(__name__)
@@ -35,10 +39,6 @@ log = logging.getLogger(__name__)
 
 class CheckpointError(RuntimeError):
     """The checkpoint is missing, unreadable, or does not match the network."""
-
-
-class OutputWriteError(OSError):
-    """A file could not be written for lack of space; the previous file at its path is unchanged."""
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
@@ -169,73 +169,35 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, *, config: Optiona
         "rng": capture_rng_state(),
         "extra": extra or {},
     }
-    return atomic_torch_save(ckpt, path)
+    return atomic_write(path, lambda f: torch.save(ckpt, f))
 
 
-def fsync_dir(folder: str | Path) -> None:
-    """Make a rename in `folder` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def link_latest(path: Optional[Path]) -> None:
+    """Make checkpoints/latest.ckpt (beside `path`) the same file as `path`, atomically."""
+    if path is not None:
+        atomic_link(path, path.with_name("latest.ckpt"))
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """torch.save through `atomic_write`."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
+def prune_epoch_checkpoints(ckpt_dir: Path, keep: int) -> None:
+    """Delete all but the newest `keep` epoch_N.ckpt files (keep <= 0: delete none); newest by
+    epoch number (epoch_1000 after epoch_999)."""
+    if keep > 0:
+        numbered = [(int(m.group(1)), p) for p in Path(ckpt_dir).glob("epoch_*.ckpt")
+                    if (m := re.fullmatch(r"epoch_(\d+)\.ckpt", p.name))]
+        for _, old in sorted(numbered)[:-keep]:
+            old.unlink(missing_ok=True)
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
-    """`write` into a temporary file, fsync, rename onto `path`, fsync the folder: `path` holds
-    the old or the new content whenever the process or the machine stops. A full disk (or
-    quota) raises OutputWriteError naming `path`; the temporary file is removed on any error."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)      # umask applies
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if _errno_in_chain(exc) in (errno.ENOSPC, errno.EDQUOT):
-            kept = f"the previous {path.name} is unchanged" if path.exists() else f"{path.name} was not written"
-            raise OutputWriteError(f"no space left on device writing {path}; {kept} and the partial "
-                                   f"temporary file was removed: free space in {path.parent} and run "
-                                   "again") from exc
-        raise
-    return path
-
-
-def _errno_in_chain(exc: BaseException) -> Optional[int]:
-    """The errno of the first OSError in `exc`'s cause/context chain (torch's zip writer wraps
-    the OSError of a failed write in a RuntimeError)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, OSError) and exc.errno is not None:
-            return exc.errno
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-def remove_orphaned_temp_files(folder: str | Path) -> Tuple[int, int]:
-    """Delete the temporary files (`.*.tmp`, `.latest.ckpt.link`) that a killed writer left in
-    `folder`; only safe while no other process writes there. Returns (files, bytes)."""
-    count = size = 0
-    for orphan in [*Path(folder).glob(".*.tmp"), *Path(folder).glob(".latest.ckpt.link")]:
-        try:
-            size += orphan.stat().st_size
-            orphan.unlink()
-            count += 1
-        except FileNotFoundError:
-            pass
-    return count, size
+def load_model(checkpoint: str | Path, config_path: Optional[str | Path] = None,
+               overrides: Sequence[str] = (), device: str | torch.device = "cpu"):
+    """(eval-mode SpaDe, Config) for a released checkpoint, ours, or exported weights
+    (`X.safetensors`, see utils/checkpoint.py), configured as eval.py does: the file's own config
+    (ours and exported weights with their JSON carry it) unless `config_path` is given, else the
+    defaults; then the key=value `overrides`. Raises CheckpointError / ConfigError naming the
+    file or key."""
+    ckpt = read_checkpoint(checkpoint)
+    cfg = load_config(config_path) if config_path or not ckpt.get("config") else config_from_dict(ckpt["config"])
+    apply_mapping(cfg, parse_overrides(overrides))
+    model = SpaDe(radar_injection=cfg.model.radar_injection)
+    load_network_state(model, ckpt["network"], source=str(checkpoint))
+    return model.to(device).eval(), cfg

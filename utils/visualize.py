@@ -7,13 +7,12 @@ error tiles carry a colour bar with ticks in their unit; pixels without a value 
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import cv2
 import numpy as np
 import torch
 
-from utils.checkpoint import atomic_write
 
 NO_VALUE_BGR = (128, 128, 128)
 DEPTH_CMAP, ERROR_CMAP = cv2.COLORMAP_TURBO, cv2.COLORMAP_INFERNO
@@ -130,14 +129,3 @@ def sample_panel(img, radar_m, pred_m, lidar_m, mask=None, target_mask=None,
 def to_rgb_chw(bgr: np.ndarray) -> np.ndarray:
     """H x W x 3 uint8 BGR -> 3 x H x W float32 RGB in 0..1 (TensorBoard's add_image)."""
     return bgr[..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0
-
-
-def write_png(path, bgr: np.ndarray, scale: Optional[float] = None) -> None:
-    """Write `bgr` (any array OpenCV encodes as PNG: uint8 BGR, uint16 depth) atomically: a
-    reader or a crash never sees a half-written file."""
-    if scale:
-        bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    ok, data = cv2.imencode(".png", bgr)
-    if not ok:
-        raise OSError(f"could not encode {path} as PNG")
-    atomic_write(path, lambda f: f.write(data.tobytes()))

@@ -43,7 +43,7 @@ def write_radar(path: Path, records: np.ndarray) -> None:
 
 def write_image(path: Path, image: np.ndarray, jpeg_quality: int = 90) -> None:
     """JPEG (by suffix) at a fixed quality, or lossless PNG (uint8 or uint16; zlib level 1, as
-    utils/seg_masks.py writes masks)."""
+    datasets/seg_masks.py writes masks)."""
     if path.suffix == ".jpg":
         params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
     else:

@@ -18,14 +18,15 @@ import torch
 import torch.nn.functional as F
 from nuscenes.utils.data_classes import LidarPointCloud, RadarPointCloud
 from nuscenes.utils.geometry_utils import view_points
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageEnhance
 from pyquaternion import Quaternion
 from scipy.spatial import cKDTree
 
 from datasets import augment
 from datasets.infos import entry_path
 from datasets.io import resolve_data_path
-from datasets.nuscenes_dataset import CAMERA, LIDAR, RADAR, SEG_CLASSES
+from datasets.infos import CAMERA, LIDAR, RADAR
+from datasets.sample import SEG_CLASSES
 from datasets.occlusion import scaled_radius_px
 
 

@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
-import shutil
 import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -39,18 +36,19 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from datasets.nuscenes_dataset import RadarCameraDataset
+from datasets.build import build_dataset
+from datasets.samplers import EpochIndexed, ResumableDistributedSampler
 from datasets.workers import worker_options
 from models import SpaDe, pad_to_network
 from models.loss import spade_loss
-from utils.checkpoint import (CheckpointError, atomic_write, fsync_dir, load_network_state,
-                              read_checkpoint, remove_orphaned_temp_files, restore_rng_state,
-                              save_checkpoint)
+from utils.checkpoint import (CheckpointError, link_latest, load_network_state, prune_epoch_checkpoints,
+                              read_checkpoint, restore_rng_state, save_checkpoint)
 from utils.config import Config, ConfigError, changed_keys, config_to_dict, normalized_config_dict
 from utils.deps import require
-from utils.distributed import (DistInfo, EpochIndexed, ResumableDistributedSampler, all_gather_objects,
-                               all_reduce, barrier, init_distributed)
-from utils.evaluate import evaluate, model_predictor
+from utils.distributed import DistInfo, all_gather_objects, all_reduce, barrier, init_distributed
+from utils.engine.evaluate import evaluate, model_predictor
+from utils.engine.evaluators import evaluators_for
+from utils.files import atomic_write, remove_orphaned_temp_files
 from utils.provenance import provenance
 from utils.run_lock import RunLock
 from utils.schedule import lr_at, set_lr, total_steps
@@ -75,7 +73,7 @@ class ResumeMismatchError(RuntimeError):
 
 
 def build_loader(cfg: Config, dist_info: DistInfo) -> tuple[DataLoader, ResumableDistributedSampler]:
-    dataset = RadarCameraDataset(cfg, cfg.data.train_infos, mode="train")
+    dataset = build_dataset(cfg, "train")
     sampler = ResumableDistributedSampler(dataset, dist_info.world_size, dist_info.rank,
                                           seed=cfg.train.seed)
     loader = DataLoader(EpochIndexed(dataset), batch_size=cfg.train.batch_size, sampler=sampler,
@@ -89,7 +87,7 @@ def build_val_subset(cfg: Config) -> Optional[Subset]:
     validation is off)."""
     if cfg.train.val_every <= 0:
         return None
-    dataset = RadarCameraDataset(cfg, cfg.data.val_infos, mode="eval")
+    dataset = build_dataset(cfg, "val")
     count = min(max(cfg.train.val_samples, 1), len(dataset))
     return Subset(dataset, sorted(set(np.linspace(0, len(dataset) - 1, count).round().astype(int).tolist())))
 
@@ -243,32 +241,6 @@ class _Logger:
             self.skips_jsonl.close()
 
 
-def link_latest(path: Optional[Path]) -> None:
-    """Make checkpoints/latest.ckpt the same file as `path` (hard link, else a copy), atomically."""
-    if path is None:
-        return
-    tmp = path.with_name(".latest.ckpt.link")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(path, tmp)
-    except OSError:                     # file system without hard links
-        shutil.copyfile(path, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-    os.replace(tmp, path.with_name("latest.ckpt"))
-    fsync_dir(path.parent)
-
-
-def prune_epoch_checkpoints(ckpt_dir: Path, keep: int) -> None:
-    """Delete all but the newest `keep` epoch_N.ckpt files (keep <= 0: delete none); newest by
-    epoch number (epoch_1000 after epoch_999)."""
-    if keep > 0:
-        numbered = [(int(m.group(1)), p) for p in ckpt_dir.glob("epoch_*.ckpt")
-                    if (m := re.fullmatch(r"epoch_(\d+)\.ckpt", p.name))]
-        for _, old in sorted(numbered)[:-keep]:
-            old.unlink(missing_ok=True)
-
-
 def _backward_and_step(terms: Dict[str, torch.Tensor], model: torch.nn.Module,
                        optimizer: torch.optim.Optimizer, grad_clip: float,
                        bad_samples: int) -> tuple[Dict[str, float], bool, int]:
@@ -289,6 +261,30 @@ def _backward_and_step(terms: Dict[str, torch.Tensor], model: torch.nn.Module,
     if ok:
         optimizer.step()
     return dict(zip(terms, host[:-2])), ok, int(host[-1])
+
+
+class StepResult(NamedTuple):
+    preds: Dict[str, torch.Tensor]   # the network's outputs (depth_s*, mask_s*)
+    terms: Dict[str, float]          # loss terms as floats
+    ok: bool                         # the optimiser step was taken (all finite on every rank)
+    skipped_samples: int             # bad samples replaced in this batch, all ranks
+
+
+def train_step(net: torch.nn.Module, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               batch: Dict[str, torch.Tensor], cfg: Config, bad_samples: int = 0) -> StepResult:
+    """One training step on a device batch (STEP_KEYS): forward on the padded inputs (layout of
+    train.channels_last; bf16 autocast on CUDA with train.bf16), the released loss in float32,
+    backward and the optimiser step (skipped on every rank when anything is not finite). `net`
+    is `model` or its DDP wrapper. The training loop and tools/benchmark.py train run this."""
+    layout = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    bf16 = cfg.train.bf16 and batch["img"].is_cuda
+    with torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext():
+        preds = net(pad_to_network(batch["img"]).contiguous(memory_format=layout),
+                    pad_to_network(batch["radar_map"]).contiguous(memory_format=layout),
+                    batch["radar_pts"], batch["radar_count"])
+    terms = spade_loss(preds, batch, cfg.loss)
+    values, ok, skipped_now = _backward_and_step(terms, model, optimizer, cfg.train.grad_clip, bad_samples)
+    return StepResult(preds, values, ok, skipped_now)
 
 
 def nonfinite_inputs(batch: Dict[str, torch.Tensor], names: List[str], indices: List[int]) -> List[str]:
@@ -421,8 +417,6 @@ def _train(cfg: Config, dist_info: DistInfo, stop_after: int) -> Dict[str, Any]:
     net = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                    find_unused_parameters=unused)
            if dist_info.distributed else model)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
-                if cfg.train.bf16 and device.type == "cuda" else nullcontext())
     ckpt_dir = Path(cfg.train.out_dir) / "checkpoints"
     val_set = build_val_subset(cfg) if dist_info.is_main else None
     if dist_info.is_main:
@@ -437,8 +431,8 @@ def _train(cfg: Config, dist_info: DistInfo, stop_after: int) -> Dict[str, Any]:
         """Rank 0 evaluates `val_set` (the other ranks wait), then training resumes in train mode."""
         if val_set is not None:
             summary = evaluate(model_predictor(model, cfg.eval.optimized), val_set,
-                               batch_size=cfg.eval.batch_size, ranges_m=cfg.eval.ranges_m,
-                               device=device, progress=False)["summary"]
+                               evaluators_for(cfg.data.root, cfg.eval.ranges_m),
+                               batch_size=cfg.eval.batch_size, device=device, progress=False)["summary"]
             logger.validation(step, summary)
             net.train()
         barrier()
@@ -468,14 +462,7 @@ def _train(cfg: Config, dist_info: DistInfo, stop_after: int) -> Dict[str, Any]:
                 set_lr(optimizer, lr)
                 skips, names, indices = batch_skips(batch), batch["name"], batch["index"].tolist()
                 batch = {k: batch[k].to(device, non_blocking=True) for k in STEP_KEYS if k in batch}
-                with autocast:
-                    preds = net(pad_to_network(batch["img"]).contiguous(memory_format=layout),
-                                pad_to_network(batch["radar_map"]).contiguous(memory_format=layout),
-                                batch["radar_pts"], batch["radar_count"])
-                terms = spade_loss(preds, batch, cfg.loss.stage_scales, cfg.loss.smooth_l1_beta_m,
-                                   cfg.loss.mask_weight)
-                values, ok, skipped_now = _backward_and_step(terms, model, optimizer, cfg.train.grad_clip,
-                                                             len(skips))
+                preds, values, ok, skipped_now = train_step(net, model, optimizer, batch, cfg, len(skips))
                 suspects: List[str] = []
                 if skipped_now or not ok:          # rare: every rank's details to rank 0
                     reports = all_gather_objects((skips, [] if ok else nonfinite_inputs(batch, names, indices)))

@@ -1,7 +1,7 @@
 """ONNX export of `SpaDe.predict` at a fixed image size, and its check against PyTorch.
 
     export_onnx(model, "spade.onnx", height=900, width=1600)      # padding + crop in the graph
-    diff_m = onnx_max_diff_m("spade.onnx", model, check_inputs(900, 1600))
+    diff_m = onnx_max_diff_m("spade.onnx", model, datasets.frames.check_inputs(900, 1600))
 
 The graph takes the raw H x W inputs of `predict` (docs/architecture.md), batch size free:
     img          B x 3 x H x W float32, BGR 0..255
@@ -23,15 +23,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from datasets.nuscenes_dataset import Frame
 from models.inference import fold_module
-from utils.config import Config
-from utils.predict_io import camera_frame, frame_sample
 
 INPUT_NAMES = ("img", "radar_map", "radar_pts", "radar_count")
 OUTPUT_NAME = "depth"
 # ScatterElements with reduction="max" (the radar map's scatter downscale) needs opset 18.
 OPSET = 18
+
+
+def example_inputs(height: int, width: int, max_points: int = 200, batch: int = 2) -> Dict[str, torch.Tensor]:
+    """Inputs of the graph's shapes and dtypes (their values only trace the graph)."""
+    return {"img": torch.zeros(batch, 3, height, width), "radar_map": torch.zeros(batch, 1, height, width),
+            "radar_pts": torch.zeros(batch, max_points, 3), "radar_count": torch.arange(batch, dtype=torch.int64)}
 
 
 def missing_packages(export: bool = True, check: bool = True) -> List[str]:
@@ -54,33 +57,6 @@ class PredictGraph(nn.Module):
         return self.model.predict(img, radar_map, radar_pts, radar_count, optimized=False)
 
 
-def synthetic_frame(height: int, width: int, num_points: int = 60, seed: int = 0) -> Frame:
-    """A frame with real formats: a smooth BGR uint8 image with noise, a nuScenes-like K scaled
-    to the width, and `num_points` radar points (camera frame, some outside the canvas)."""
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    ramps = np.stack([xs / width, ys / height, 1 - xs / width], -1) * 200
-    img = np.clip(ramps + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
-    f_px = 1266.0 * width / 1600
-    K = np.array([[f_px, 0, width / 2], [0, f_px, height / 2], [0, 0, 1]])
-    xyz = np.stack([rng.uniform(-25, 25, num_points), rng.uniform(-1, 2, num_points),
-                    rng.uniform(-5, 70, num_points)], 1)
-    return camera_frame("synthetic", img, K, xyz)
-
-
-def check_inputs(height: int, width: int, max_points: int = 200,
-                 radar_columns: bool = True) -> Dict[str, torch.Tensor]:
-    """A batch of 2 inputs in the dataset's format: a synthetic frame with radar points (columns,
-    point features), and the same image with no radar point at all (empty map, count 0)."""
-    cfg = Config()
-    cfg.data.max_radar_points, cfg.data.radar_columns = max_points, radar_columns
-    with_radar = frame_sample(synthetic_frame(height, width), cfg)
-    no_radar = frame_sample(synthetic_frame(height, width, num_points=0), cfg)
-    batch = {name: torch.from_numpy(np.stack([with_radar[name], no_radar[name]])) for name in INPUT_NAMES}
-    batch["img"] = batch["img"].float()          # the exported graph takes a float32 image
-    return batch
-
-
 def export_onnx(model: nn.Module, path: str | Path, height: int, width: int,
                 max_points: int = 200, opset: int = OPSET) -> Path:
     """Write `model.predict` at height x width as one self-contained ONNX file (batch free).
@@ -91,7 +67,7 @@ def export_onnx(model: nn.Module, path: str | Path, height: int, width: int,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     graph = PredictGraph(model).eval()
-    example = check_inputs(height, width, max_points)   # batch 2: torch.export keeps B symbolic
+    example = example_inputs(height, width, max_points)   # batch 2: torch.export keeps B symbolic
     batch = torch.export.Dim("batch")
     with torch.no_grad():
         torch.onnx.export(graph, tuple(example[name] for name in INPUT_NAMES), str(path),

@@ -1,10 +1,13 @@
-"""Inputs and outputs of tools/predict.py: one frame from your own files or from nuScenes.
+"""Single frames outside a dataset (tools/predict.py, the ONNX check): your own image, radar
+points and intrinsics, one nuScenes sample by token / index / name, a synthetic frame with real
+formats, and the files a frame's prediction is written to.
 
     frame = own_frame("img.jpg", "radar.npy", "K.json")            # camera-frame points
     frame = own_frame("img.jpg", "radar.pcd", "K.json", "E.json")  # radar-frame .pcd + extrinsics
     sample = frame_sample(frame, cfg)          # the dataset's eval-mode sample (docs/architecture.md)
     sample = nuscenes_sample(cfg, root, infos_path="val.pkl", index=3)   # or sample_token=...
     paths = write_outputs(depth_m, "out/", sample["name"])   # .png (uint16 mm), .npy (m), _color.png
+    batch = check_inputs(900, 1600)            # two frames (with / without radar) as a batch
 
 Camera frame (the nuScenes / OpenCV convention): x right, y down, z forward, metres; a point
 projects to pixel (u, v) = (fx x/z + cx, fy y/z + cy) through the 3 x 3 intrinsic K of the image
@@ -17,20 +20,19 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 
 from datasets import geometry
-from datasets.infos import entry_path, load_infos, load_nuscenes, make_record, save_infos
-from datasets.io import DataFileError, read_image_bgr, read_radar_points
-from datasets.nuscenes_dataset import CAMERA, Frame, RadarCameraDataset, eval_sample
-from models import SpaDe
-from utils.checkpoint import atomic_write, load_network_state, read_checkpoint
-from utils.config import Config, apply_mapping, load_config, parse_overrides
-from utils.evaluate import depth_to_png_mm
-from utils.visualize import depth_tile, write_png
+from datasets.build import build_dataset
+from datasets.infos import CAMERA, entry_path, load_infos, load_nuscenes, make_record, save_infos
+from datasets.io import DataFileError, read_image_bgr, read_radar_points, write_depth_png
+from datasets.sample import Frame, eval_sample
+from utils.config import Config
+from utils.files import atomic_write, write_png
+from utils.visualize import depth_tile
 
 K_EXAMPLE = '{"camera_intrinsic": [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]}'
 E_EXAMPLE = ('{"rotation": [w, x, y, z], "translation": [x, y, z]} or {"matrix": 4 x 4 rows}, '
@@ -230,7 +232,7 @@ def nuscenes_sample(cfg, data_root: str | Path, *, infos_path: Optional[str | Pa
         if not 0 <= index < len(records):
             raise PredictInputError(f"--index {index} is out of range: info file {infos_path} has "
                                     f"{len(records)} records")
-        return RadarCameraDataset(cfg, infos_path, "eval", data_root=data_root)[index]
+        return build_dataset(cfg, "val", infos=infos_path, data_root=data_root)[index]
     if sample_token is None:
         raise PredictInputError("a nuScenes frame needs --sample-token, or --infos with --index, "
                                 "--name or --sample-token")
@@ -245,7 +247,7 @@ def nuscenes_sample(cfg, data_root: str | Path, *, infos_path: Optional[str | Pa
                                 f"{data_root}") from None
     with tempfile.TemporaryDirectory() as tmp:
         save_infos([record], Path(tmp) / "one_sample.pkl")
-        return RadarCameraDataset(cfg, Path(tmp) / "one_sample.pkl", "eval", data_root=data_root)[0]
+        return build_dataset(cfg, "val", infos=Path(tmp) / "one_sample.pkl", data_root=data_root)[0]
 
 
 def write_outputs(depth_m: np.ndarray, out_dir: str | Path, name: str,
@@ -257,27 +259,35 @@ def write_outputs(depth_m: np.ndarray, out_dir: str | Path, name: str,
     depth_m = np.asarray(depth_m, dtype=np.float32)
     paths = {"png": out_dir / f"{name}.png", "npy": out_dir / f"{name}.npy",
              "color": out_dir / f"{name}_color.png"}
-    write_png(paths["png"], depth_to_png_mm(depth_m))
+    write_depth_png(paths["png"], depth_m)
     atomic_write(paths["npy"], lambda f: np.save(f, depth_m))
     write_png(paths["color"], depth_tile(depth_m, max_depth_m))
     return paths
 
 
+def synthetic_frame(height: int, width: int, num_points: int = 60, seed: int = 0) -> Frame:
+    """A frame with real formats: a smooth BGR uint8 image with noise, a nuScenes-like K scaled
+    to the width, and `num_points` radar points (camera frame, some outside the canvas)."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    ramps = np.stack([xs / width, ys / height, 1 - xs / width], -1) * 200
+    img = np.clip(ramps + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
+    f_px = 1266.0 * width / 1600
+    K = np.array([[f_px, 0, width / 2], [0, f_px, height / 2], [0, 0, 1]])
+    xyz = np.stack([rng.uniform(-25, 25, num_points), rng.uniform(-1, 2, num_points),
+                    rng.uniform(-5, 70, num_points)], 1)
+    return camera_frame("synthetic", img, K, xyz)
 
-def load_model(checkpoint: str | Path, config_path: Optional[str | Path] = None,
-               overrides: Sequence[str] = (), device: str | torch.device = "cpu"):
-    """(eval-mode SpaDe, Config) for a released checkpoint, ours, or exported weights
-    (`X.safetensors`, see utils/checkpoint.py), configured as eval.py does: the file's own config
-    (ours and exported weights with their JSON carry it) unless `config_path` is given, else the
-    defaults; then the key=value `overrides`. Raises CheckpointError / ConfigError naming the
-    file or key."""
-    ckpt = read_checkpoint(checkpoint)
-    if config_path or not ckpt.get("config"):
-        cfg = load_config(config_path)
-    else:
-        cfg = Config()
-        apply_mapping(cfg, ckpt["config"])
-    apply_mapping(cfg, parse_overrides(overrides))
-    model = SpaDe(radar_injection=cfg.model.radar_injection)
-    load_network_state(model, ckpt["network"], source=str(checkpoint))
-    return model.to(device).eval(), cfg
+
+def check_inputs(height: int, width: int, max_points: int = 200,
+                 radar_columns: bool = True) -> Dict[str, torch.Tensor]:
+    """A batch of 2 inputs in the dataset's format: a synthetic frame with radar points (columns,
+    point features), and the same image with no radar point at all (empty map, count 0)."""
+    cfg = Config()
+    cfg.data.max_radar_points, cfg.data.radar_columns = max_points, radar_columns
+    with_radar = frame_sample(synthetic_frame(height, width), cfg)
+    no_radar = frame_sample(synthetic_frame(height, width, num_points=0), cfg)
+    batch = {name: torch.from_numpy(np.stack([with_radar[name], no_radar[name]]))
+             for name in ("img", "radar_map", "radar_pts", "radar_count")}
+    batch["img"] = batch["img"].float()          # the exported graph takes a float32 image
+    return batch

@@ -1,15 +1,18 @@
-"""Two non-learned depth baselines the trained model must beat (tools/demo.py).
+"""Two non-learned depth predictors the trained model must beat (the demo). Like
+utils.engine.evaluate.model_predictor, each is called on a batch dict and returns depth
+B x 1 x H x W (m).
 
-- `radar_column_depth`: the radar column map itself as depth. Each column holding radar depth
-  keeps it (the mean of its nonzero pixels, which is the column's value when the radar is
-  rasterised in columns); every empty column takes the value of the nearest filled column.
+- `RadarColumnDepth`: the radar column map itself as depth (`radar_column_depth`). Each column
+  holding radar depth keeps it (the mean of its nonzero pixels, which is the column's value when
+  the radar is rasterised in columns); every empty column takes the value of the nearest filled
+  column.
 - `RowMedianDepth`: for each image row, the median LiDAR depth of the training set in that row
   (a 5 cm histogram per row, so the set streams through); rows without LiDAR take the nearest
   row that has some.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Dict, Iterable
 
 import numpy as np
 import torch
@@ -37,6 +40,17 @@ def radar_column_depth(radar_map_m: torch.Tensor, fallback_m: float = 0.0) -> to
     col_m = nearest_filled(col_m, hits > 0)
     col_m = torch.where((hits > 0).any(-1, keepdim=True), col_m, torch.full_like(col_m, fallback_m))
     return col_m[:, None, None, :].expand(b, 1, h, w).contiguous()
+
+
+class RadarColumnDepth:
+    """Predictor: `radar_column_depth` of the batch's radar map; an image without any radar
+    return gets `fallback_m` everywhere."""
+
+    def __init__(self, fallback_m: float):
+        self.fallback_m = fallback_m
+
+    def __call__(self, batch: Dict[str, Any]) -> torch.Tensor:
+        return radar_column_depth(batch["radar_map"], self.fallback_m)
 
 
 class RowMedianDepth:
@@ -72,8 +86,9 @@ class RowMedianDepth:
         self.row_m = nearest_filled(row_m[None], torch.from_numpy(total > 0)[None])[0].float()
         return self
 
-    def __call__(self, batch_size: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
-        """Depth B x 1 x H x W (m): the row medians broadcast along each row."""
+    def __call__(self, batch: Dict[str, Any]) -> torch.Tensor:
+        """Depth B x 1 x H x W (m) for the batch's images: the row medians broadcast along rows."""
         if self.row_m is None:
             raise RuntimeError("RowMedianDepth: call fit() first")
-        return self.row_m.to(device)[None, None, :, None].expand(batch_size, 1, self.height, width)
+        img = batch["img"]
+        return self.row_m.to(img.device)[None, None, :, None].expand(img.shape[0], 1, self.height, img.shape[-1])

@@ -5,8 +5,8 @@ for data.
     result = benchmark_train("cpu", 256, 448, batch=2, iters=5, infos="val.pkl", data_root=root)
     print(format_train_table(result))
 
-One step is the released recipe: pad the batch as `predict` does, `forward`, `spade_loss`,
-backward, AdamW (docs/spade.md section 4). Without an info file the batches are random tensors made
+One step is the training loop's own `utils.engine.train.train_step` (pad, forward, the released
+loss, backward with the finite check, AdamW; docs/spade.md section 4). Without an info file the batches are random tensors made
 once (data time ~ 0); with one, a real DataLoader over `RadarCameraDataset` in train mode at
 height x width feeds the steps, and the time spent in `next(loader)` is the data time.
 """
@@ -22,12 +22,11 @@ from typing import Dict, Iterator, Optional
 import torch
 from torch.utils.data import DataLoader
 
-from models import SpaDe, pad_to_network
-from models.loss import spade_loss
-from utils.bench_model import cpu_name, sync, realistic_inputs
+from datasets.build import build_dataset
+from models import SpaDe
+from utils.bench.model import cpu_name, sync, realistic_inputs
 from utils.config import Config
-from utils.train_loop import STEP_KEYS
-
+from utils.engine.train import STEP_KEYS, train_step
 
 
 def synthetic_batches(batch: int, height: int, width: int) -> Iterator[Dict[str, torch.Tensor]]:
@@ -45,9 +44,8 @@ def synthetic_batches(batch: int, height: int, width: int) -> Iterator[Dict[str,
 def loader_batches(cfg: Config, infos: str, data_root: str, batch: int, workers: int,
                    pin: bool) -> Iterator[Dict[str, torch.Tensor]]:
     """Endless batches of a train-mode RadarCameraDataset (shuffled, new epoch when exhausted)."""
-    from datasets.nuscenes_dataset import RadarCameraDataset
     from datasets.workers import worker_options
-    dataset = RadarCameraDataset(cfg, infos, "train", data_root=data_root)
+    dataset = build_dataset(cfg, "train", infos=infos, data_root=data_root)
     if len(dataset) < batch:
         raise ValueError(f"{infos} has {len(dataset)} samples, fewer than one batch of {batch}")
     loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, pin_memory=pin,
@@ -61,7 +59,8 @@ def benchmark_train(device: str, height: int, width: int, batch: int = 2, iters:
                     warmup: int = 1, cfg: Optional[Config] = None, infos: Optional[str] = None,
                     data_root: Optional[str] = None, workers: int = 2, bf16: bool = False,
                     channels_last: bool = False, stand_in_masks: bool = False) -> Dict:
-    """Time `iters` training steps after `warmup` ones. bf16: autocast on the forward and loss.
+    """Time `iters` training steps after `warmup` ones (bf16 and channels_last set the config's
+    train.bf16 / train.channels_last for them).
     Returns {"device", "settings", "step_s": [...], "data_s": [...]}."""
     cfg = cfg or Config()
     cfg.data.height, cfg.data.width = height, width
@@ -69,6 +68,7 @@ def benchmark_train(device: str, height: int, width: int, batch: int = 2, iters:
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(cfg.train.seed)
+    cfg.train.bf16, cfg.train.channels_last = bf16, channels_last
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = SpaDe(cfg.model.radar_injection).to(dev, memory_format=fmt).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr_base + cfg.train.lr_cosine,
@@ -86,7 +86,8 @@ def benchmark_train(device: str, height: int, width: int, batch: int = 2, iters:
                 start = time.perf_counter()
                 sample = next(batches)
                 got = time.perf_counter()
-                _train_step(model, optimizer, sample, cfg, dev, bf16, fmt)
+                x = {k: torch.as_tensor(sample[k]).to(dev, non_blocking=True) for k in STEP_KEYS if k in sample}
+                train_step(model, model, optimizer, x, cfg)
                 sync(dev)
                 if i >= warmup:
                     step_s.append(time.perf_counter() - start)
@@ -104,27 +105,10 @@ def benchmark_train(device: str, height: int, width: int, batch: int = 2, iters:
 
 
 def _write_stand_in_masks(cfg: Config, infos: str, data_root: str, out_dir: Path) -> None:
-    from datasets.nuscenes_dataset import RadarCameraDataset
-    from utils.bench_data import write_stand_in_masks
-    dataset = RadarCameraDataset(cfg, infos, "train", data_root=data_root)
+    from utils.bench.data import write_stand_in_masks
+    dataset = build_dataset(cfg, "train", infos=infos, data_root=data_root)
     write_stand_in_masks(dataset, range(len(dataset)), out_dir)
     cfg.data.seg_mask_dir = str(out_dir)
-
-
-def _train_step(model: SpaDe, optimizer: torch.optim.Optimizer, sample: Dict, cfg: Config,
-                dev: torch.device, bf16: bool, fmt: torch.memory_format) -> float:
-    """One optimiser step on a collated batch; returns the loss."""
-    x = {k: torch.as_tensor(sample[k]).to(dev, non_blocking=True) for k in STEP_KEYS if k in sample}
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-        preds = model(pad_to_network(x["img"]).contiguous(memory_format=fmt),
-                      pad_to_network(x["radar_map"]).contiguous(memory_format=fmt),
-                      x["radar_pts"], x["radar_count"])
-        loss = spade_loss(preds, x, cfg.loss.stage_scales, cfg.loss.smooth_l1_beta_m,
-                          cfg.loss.mask_weight)["total"]
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
 
 
 def summary(result: Dict) -> Dict:

@@ -17,8 +17,11 @@ from tqdm import tqdm
 
 from datasets.infos import entry_path
 from datasets.io import read_image_bgr, resolve_data_path
-from datasets.nuscenes_dataset import CAMERA, RadarCameraDataset
+from datasets.build import build_dataset
+from datasets.infos import CAMERA
+from datasets.nuscenes_dataset import RadarCameraDataset
 from utils.config import Config
+from utils.files import write_png
 
 
 def time_per_sample(prepare: Callable[[int], Any], indices, repeats: int, desc: str) -> Dict[str, float]:
@@ -39,15 +42,14 @@ def time_per_sample(prepare: Callable[[int], Any], indices, repeats: int, desc: 
 
 def write_stand_in_masks(dataset: RadarCameraDataset, indices, out_dir: Path) -> None:
     """Blocky 8-bit ADE20K-id masks (16 px cells from the image's grey level), PNG-encoded by
-    tools/gen_seg_masks.py's own writer, so that mask reading is timed on a root without
+    tools/gen_seg_masks.py's writer, so that mask reading is timed on a root without
     seg_mask/; only for timing."""
-    from utils.seg_masks import write_png_atomic
     for i in indices:
         path = resolve_data_path(dataset.root, entry_path(dataset.infos[i]["cam_infos"][CAMERA]))
         grey = cv2.cvtColor(read_image_bgr(path), cv2.COLOR_BGR2GRAY)
         h, w = grey.shape
         cells = cv2.resize(grey, (w // 16, h // 16), interpolation=cv2.INTER_AREA) // 20
-        write_png_atomic(out_dir / f"{path.stem}.png", cv2.resize(cells, (w, h), interpolation=cv2.INTER_NEAREST))
+        write_png(out_dir / f"{path.stem}.png", cv2.resize(cells, (w, h), interpolation=cv2.INTER_NEAREST))
 
 
 def benchmark_data(data_root: str, infos: str, mode: str, samples: int, reference: bool = False,
@@ -58,7 +60,7 @@ def benchmark_data(data_root: str, infos: str, mode: str, samples: int, referenc
     cfg = cfg or Config()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    dataset = RadarCameraDataset(cfg, infos, mode, data_root=data_root)
+    dataset = build_dataset(cfg, "train" if mode == "train" else "val", infos=infos, data_root=data_root)
     indices = [i % len(dataset) for i in range(samples)]
     result: Dict[str, Any] = {"mode": mode, "samples": samples, "repeats": repeats}
     with tempfile.TemporaryDirectory() as masks:
@@ -67,7 +69,7 @@ def benchmark_data(data_root: str, infos: str, mode: str, samples: int, referenc
             dataset.seg_dir = Path(masks)
         result["ours"] = time_per_sample(dataset.__getitem__, indices, repeats, "ours")
         if reference:
-            from utils.bench_data_reference import ReferencePipeline
+            from utils.bench.data_reference import ReferencePipeline
             ref = ReferencePipeline(cfg, dataset.infos, dataset.root, mode, dataset.seg_dir)
             result["reference"] = time_per_sample(
                 lambda i: ref.sample(i, np.random.default_rng([cfg.train.seed, 0, i])), indices, repeats, "reference")
