@@ -240,3 +240,34 @@ def test_user_error_stops_torchrun_without_restarts(world, tmp_path):
                           "sample of its split); point data.train_infos / data.val_infos (--infos) at "
                           "a split with samples" for line in errors)
     assert "InfoFileError" not in job.stderr and "train_DDP.py" not in job.stderr
+
+
+def test_demo_tools_never_delete_data_they_did_not_write(tmp_path):
+    """The demo/ablation/science world and run folders: a data.root that holds another data set
+    (here a nuScenes-like root without splits.json) is refused untouched, also by the generator's
+    --overwrite; a run folder of other settings is moved aside, not deleted."""
+    from datasets.synthetic import generate, load_synthetic_config
+    from utils.config import Config, ConfigError
+    from utils.engine.runs import ensure_world, prepare_run
+
+    root = tmp_path / "nuscenes"
+    (root / "v1.0-trainval").mkdir(parents=True)
+    (root / "v1.0-trainval" / "sample.json").write_text("[]")
+    (root / "samples").mkdir()
+    (root / "samples" / "frame.jpg").write_bytes(b"jpeg")
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    cfg = Config()
+    cfg.data.root = str(root)
+    with pytest.raises(ConfigError, match="no synthetic_config.yaml"):
+        ensure_world(cfg)
+    with pytest.raises(FileExistsError, match="did not write"):
+        generate(load_synthetic_config(None, ["scenes=1"]), root, overwrite=True, progress=False)
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+
+    out_dir = tmp_path / "runs" / "run"
+    out_dir.mkdir(parents=True)
+    (out_dir / "notes.txt").write_text("mine")
+    cfg.train.out_dir = str(out_dir)
+    assert prepare_run(cfg) is False and not out_dir.exists()
+    [aside] = (tmp_path / "runs").glob("run.replaced-*")
+    assert (aside / "notes.txt").read_text() == "mine"

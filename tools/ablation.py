@@ -20,6 +20,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # as tools/demo.py: robust
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.cli import make_parser  # noqa: E402
+from utils.config import ConfigError  # noqa: E402
 from utils.engine.ablation import ablation_configs, run_ablation  # noqa: E402
 
 
@@ -39,7 +40,10 @@ def main(argv=None) -> List[Dict[str, Any]]:
         paths = ablation_configs(args.only)
     except ValueError as err:
         sys.exit(f"error: {err}")
-    return run_ablation(paths, args.overrides, Path(args.out))
+    try:                                    # bad overrides, a data.root that is not a synthetic world
+        return run_ablation(paths, args.overrides, Path(args.out))
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

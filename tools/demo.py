@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from utils.cli import make_parser  # noqa: E402
-from utils.config import load_config  # noqa: E402
+from utils.config import ConfigError, load_config  # noqa: E402
 from utils.engine.demo import run_demo, verdict  # noqa: E402
 
 
@@ -43,8 +43,11 @@ def main(argv=None) -> Dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     start = time.perf_counter()
     out = Path(args.out)
-    metrics = run_demo(load_config(args.config, args.overrides), out,
-                       {"config": args.config, "overrides": args.overrides})
+    try:                                    # bad overrides, a data.root that is not a synthetic world
+        metrics = run_demo(load_config(args.config, args.overrides), out,
+                           {"config": args.config, "overrides": args.overrides})
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
     print(verdict(metrics))
     print(f"wrote {out / 'metrics.json'} and {out / 'panel.png'} in {time.perf_counter() - start:.0f} s")
     return metrics

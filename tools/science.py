@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from utils.cli import make_parser  # noqa: E402
+from utils.config import ConfigError  # noqa: E402
 from utils.engine.science import run_science, science_rows  # noqa: E402
 
 
@@ -52,8 +53,11 @@ def main(argv=None) -> List[Dict[str, Any]]:
         science_rows(args.rows)
     except ValueError as err:
         sys.exit(f"error: {err}")
-    return run_science(Path(args.base), args.rows, args.seeds, Path(args.out), args.overrides,
-                       args.version, args.label_workers)
+    try:                                    # bad overrides, a data.root that is not a synthetic world
+        return run_science(Path(args.base), args.rows, args.seeds, Path(args.out), args.overrides,
+                           args.version, args.label_workers)
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

@@ -38,13 +38,20 @@ _STATE: Dict[str, Any] = {}
 def generate(cfg: SyntheticConfig, root: Path, overwrite: bool = False, progress: bool = True) -> Path:
     """Render every scene of `cfg` into the nuScenes root `root`; returns `root`."""
     root = Path(root)
+    marker = root / "synthetic_config.yaml"
     if (root / "v1.0-trainval").exists():
         if not overwrite:
             raise FileExistsError(f"{root} already holds a v1.0-trainval world; remove it or pass "
                                   "--overwrite (which deletes only what the generator writes)")
+        if not marker.is_file():
+            raise FileExistsError(f"{root} holds a v1.0-trainval world that this generator did not "
+                                  "write (no synthetic_config.yaml); nothing was deleted: choose another --out")
         for name in OUTPUTS:
             path = root / name
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    # written first: it marks the folder as this generator's, also when the run is interrupted
+    marker.write_text(yaml.safe_dump(config_dict(cfg), sort_keys=True))
     for channel in CHANNELS:
         (root / "samples" / channel).mkdir(parents=True, exist_ok=True)
         (root / "sweeps" / channel).mkdir(parents=True, exist_ok=True)
@@ -84,7 +91,6 @@ def generate(cfg: SyntheticConfig, root: Path, overwrite: bool = False, progress
     wr.write_tables(root / "v1.0-trainval", tables)
     splits = split_scenes([r["name"] for r in tables["scene"]], cfg.val_fraction)
     (root / "splits.json").write_text(json.dumps(splits, indent=1) + "\n")
-    (root / "synthetic_config.yaml").write_text(yaml.safe_dump(config_dict(cfg), sort_keys=True))
     return root
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -16,7 +16,7 @@ import torch
 from datasets.infos import create_infos, infos_filename, save_infos, split_scenes
 from models import SpaDe
 from utils.checkpoint import load_network, read_checkpoint
-from utils.config import Config, config_to_dict
+from utils.config import Config, ConfigError, config_to_dict
 from utils.engine.train import train, training_signature
 from utils.schedule import total_steps
 
@@ -42,8 +42,13 @@ def ensure_world(cfg: Config) -> None:
         log.info("synthetic world present in %s", root)
     else:
         from datasets.synthetic import generate, load_synthetic_config
+        ours = (root / "synthetic_config.yaml").is_file()
+        if root.is_dir() and any(root.iterdir()) and not ours:
+            raise ConfigError(f"data.root {root} holds files but no synthetic world (no "
+                              "synthetic_config.yaml); nothing was changed. The synthetic world is "
+                              "generated into a new or empty folder: set data.root to one")
         log.info("generating the synthetic world into %s (a few minutes on 2 cores)", root)
-        generate(load_synthetic_config(WORLD_CONFIG), root, overwrite=True)
+        generate(load_synthetic_config(WORLD_CONFIG), root, overwrite=ours)
     if not (Path(cfg.data.train_infos).is_file() and Path(cfg.data.val_infos).is_file()):
         from nuscenes.nuscenes import NuScenes
         infos = create_infos(NuScenes("v1.0-trainval", str(root), verbose=False),
@@ -55,7 +60,8 @@ def ensure_world(cfg: Config) -> None:
 
 def prepare_run(cfg: Config) -> bool:
     """True when train.out_dir holds the finished run of this config's training settings. A
-    partial run of the same settings is kept (train() resumes it); other contents are removed."""
+    partial run of the same settings is kept (train() resumes it); anything else in the folder is
+    moved aside to <out_dir>.replaced-<time> (nothing is deleted)."""
     out_dir = Path(cfg.train.out_dir)
     latest = out_dir / "checkpoints" / "latest.ckpt"
     if latest.is_file():
@@ -64,7 +70,11 @@ def prepare_run(cfg: Config) -> bool:
             steps_per_epoch = ckpt.get("extra", {}).get("steps_per_epoch", 0)
             return steps_per_epoch > 0 and ckpt["step"] == total_steps(
                 cfg.train.epochs, steps_per_epoch, cfg.train.max_steps)
-    shutil.rmtree(out_dir, ignore_errors=True)
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        aside = out_dir.with_name(f"{out_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        out_dir.rename(aside)
+        log.warning("%s held a run of other training settings; moved it to %s (delete it when not needed)",
+                    out_dir, aside)
     return False
 
 
