@@ -39,7 +39,7 @@ ablation: venv
 	$(PY) tools/ablation.py
 
 science: venv
-	$(PY) tools/science.py
+	$(PY) tools/science.py --jobs 2
 
 clean-venv:
 	rm -rf $(VENV)

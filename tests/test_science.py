@@ -46,10 +46,10 @@ def test_cells_and_noise_verdicts():
 
 def test_suite_end_to_end_on_the_tiny_world(tmp_path_factory, tmp_path):
     """`tools/science.py` as a command (its own process: OMP_WAIT_POLICY=PASSIVE takes effect, as
-    in `make science`), two rows, one seed, one step each."""
+    in `make science`), two rows, one seed, one step each, trained two at a time (--jobs 2)."""
     root = tiny_world(tmp_path_factory.getbasetemp())
     out = tmp_path / "science"
-    args = ["--rows", "sparse_released", "dense_accum_static", "--seeds", "1", "--out", str(out),
+    args = ["--rows", "sparse_released", "dense_accum_static", "--seeds", "1", "--jobs", "2", "--out", str(out),
             *overrides(root, tmp_path / "unused"), "train.max_steps=1", "train.val_every=0",
             "data.mask_supervision=false", "loss.mask_weight=0", "train.image_every=0"]
     done = subprocess.run([sys.executable, str(REPO / "tools" / "science.py"), *args], capture_output=True,
@@ -66,3 +66,25 @@ def test_suite_end_to_end_on_the_tiny_world(tmp_path_factory, tmp_path):
     assert "(one seed: noise unknown)" in table and (out / "labels_and_predictions.png").is_file()
     cached = json.loads((out / "runs" / "sparse_released" / "seed0" / "eval.json").read_text())
     assert cached["summary"] == results[0]["runs"][0]        # reused while the checkpoint is unchanged
+    for row in ("sparse_released", "dense_accum_static"):    # each worker's console in its run
+        assert "steps: 1, " in (out / "runs" / row / "seed0" / "console.log").read_text()
+
+
+def test_parallel_training_reports_a_failed_run_and_cancels_the_rest(tmp_path_factory, tmp_path):
+    """train_in_parallel (`--jobs`): a run that fails has its traceback in its console.log, the
+    error reaches the caller, and runs not yet started are not started."""
+    import pytest
+    from utils.config import apply_mapping, load_config, parse_overrides
+    from utils.engine.runs import train_in_parallel
+
+    root = tiny_world(tmp_path_factory.getbasetemp())
+    cfgs = []
+    for name, infos in (("broken", tmp_path / "no_such_infos.pkl"), ("never", root / "unused")):
+        cfg = load_config(REPO / "configs" / "synthetic_demo.yaml")
+        apply_mapping(cfg, parse_overrides([*overrides(root, tmp_path / name), "train.max_steps=1",
+                                            f"data.train_infos={infos}"]))
+        cfgs.append(cfg)
+    with pytest.raises(Exception, match="no_such_infos"):
+        train_in_parallel(cfgs, jobs=1)
+    assert "Traceback" in (tmp_path / "broken" / "console.log").read_text()
+    assert not (tmp_path / "never").exists()

@@ -31,7 +31,7 @@ from utils.engine.science import run_science, science_rows  # noqa: E402
 
 def main(argv=None) -> List[Dict[str, Any]]:
     parser = make_parser(__doc__, """
-        python tools/science.py                      (what `make science` runs: every row, 3 seeds)
+        python tools/science.py --jobs 2             (what `make science` runs: every row, 3 seeds)
         python tools/science.py --rows sparse_released dense_accum_boxes --seeds 5 train.max_steps=1000
         python tools/science.py --base configs/spade_nuscenes.yaml --label-workers 16 --out outputs/science_nuscenes \\
             data.root=data/nuscenes data.train_infos=data/nuscenes_radar_5sweeps_infos_train.pkl \\
@@ -43,19 +43,22 @@ def main(argv=None) -> List[Dict[str, Any]]:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per row: train.seed = 0 .. N-1")
     parser.add_argument("--out", default="outputs/science", help="runs, table.md/.json and the picture")
     parser.add_argument("--version", default="v1.0-trainval", help="nuScenes table folder for the labels")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained at once, each in its own process with cpu_count/jobs "
+                             "threads (2 on a 2-core CPU halves the wall time; console in <run>/console.log)")
     parser.add_argument("--label-workers", type=int, default=1, help="processes building labels")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of every run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.seeds < 1:
-        sys.exit("error: --seeds must be at least 1")
+    if args.seeds < 1 or args.jobs < 1:
+        sys.exit("error: --seeds and --jobs must be at least 1")
     try:
         science_rows(args.rows)
     except ValueError as err:
         sys.exit(f"error: {err}")
     try:                                    # bad overrides, a data.root that is not a synthetic world
         return run_science(Path(args.base), args.rows, args.seeds, Path(args.out), args.overrides,
-                           args.version, args.label_workers)
+                           args.version, args.label_workers, args.jobs)
     except ConfigError as err:
         sys.exit(f"error: {err}")
 

@@ -3,15 +3,23 @@ a model trained per a config (trained unless its out_dir already holds the finis
 
     ensure_world(cfg)            # generate data.root and its info files unless present
     model = trained_model(cfg)   # eval mode, on the GPU when there is one
+    train_in_parallel(cfgs, 2)   # several runs at once, each in its own process
 """
 from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
+import sys
 import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
+from typing import Sequence
 
 import torch
+from tqdm import tqdm
 
 from datasets.infos import create_infos, infos_filename, save_infos, split_scenes
 from models import SpaDe
@@ -88,3 +96,61 @@ def trained_model(cfg: Config) -> SpaDe:
     model = SpaDe(radar_injection=cfg.model.radar_injection)
     load_network(model, Path(cfg.train.out_dir) / "checkpoints" / "latest.ckpt")
     return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+
+
+def _limit_threads(threads: int) -> None:
+    """Initialiser of a train_in_parallel worker process."""
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+
+def _train_logged(cfg: Config) -> None:
+    """Train the run of `cfg` unless finished, this process's console (and the traceback of a
+    failure) going to <out_dir>/console.log, appended: a resumed run keeps its earlier console."""
+    out_dir = Path(cfg.train.out_dir)
+    if prepare_run(cfg):
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(out_dir / "console.log", "a") as console:
+        os.dup2(console.fileno(), 1)
+        os.dup2(console.fileno(), 2)
+        try:
+            train(cfg)
+        except BaseException:
+            traceback.print_exc()
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+
+
+def train_in_parallel(cfgs: Sequence[Config], jobs: int) -> None:
+    """Train the runs of `cfgs` (those not finished; partial ones resume), `jobs` at a time, each
+    in its own process with cpu_count // jobs torch threads and its console in
+    <out_dir>/console.log. On a 2-core CPU two 1-thread runs take the time of one 2-thread run
+    (docs/science.md). A failure cancels the runs not yet started and is raised once those under
+    way have ended."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    log.info("training %d runs, %d at a time (%d torch threads each; consoles in "
+             "<run>/console.log)", len(cfgs), jobs, threads)
+    context = multiprocessing.get_context("spawn")       # a fresh torch per worker
+    waiting, running = list(cfgs), {}                    # submitted only when a worker is free:
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_limit_threads,
+                             initargs=(threads,)) as pool, \
+            tqdm(total=len(cfgs), desc="runs", unit="run", dynamic_ncols=True) as bar:
+        while waiting or running:                        # a failure then cancels the rest
+            while waiting and len(running) < jobs:
+                cfg = waiting.pop(0)
+                running[pool.submit(_train_logged, cfg)] = Path(cfg.train.out_dir)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                out_dir = running.pop(future)
+                if future.exception() is not None:
+                    log.error("run %s failed (traceback in its console.log); %d runs not started",
+                              out_dir, len(waiting))
+                    wait(running)
+                    raise future.exception()
+                log.info("run %s finished", out_dir)
+                bar.update()

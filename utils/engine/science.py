@@ -30,10 +30,10 @@ from models import SpaDe
 from utils.config import Config, apply_mapping, config_to_dict, load_config, parse_overrides
 from utils.engine.evaluate import evaluate, model_predictor
 from utils.engine.evaluators import evaluators_for
-from utils.engine.runs import REPO, ensure_world, trained_model
+from utils.engine.runs import REPO, ensure_world, train_in_parallel, trained_model
 from utils.engine.tables import noise_markdown, published_markdown, table_markdown
 from utils.files import write_png
-from utils.visualize import depth_tile, image_bgr, panel
+from utils.visualize import depth_tile, error_tile, image_bgr, panel
 
 ROWS = REPO / "configs" / "science" / "rows.yaml"
 PUBLISHED = REPO / "configs" / "science" / "published.yaml"
@@ -133,7 +133,8 @@ def smear_frame(cfg: Config, label_dir: str) -> int:
 
 def picture(cfgs: Dict[str, Config], models: Dict[str, SpaDe], out: Path) -> Optional[Path]:
     """labels_and_predictions.png for one val frame (needs the sparse_released row and one
-    accumulated-label row): the models of each row's first seed."""
+    accumulated-label row): image, labels, exact truth and the accumulated label's error against
+    it, predictions of the models of each row's first seed."""
     dense = next((n for n in cfgs if n.startswith("dense_accum")), None)
     if REFERENCE_ROW not in cfgs or dense is None:
         return None
@@ -148,7 +149,10 @@ def picture(cfgs: Dict[str, Config], models: Dict[str, SpaDe], out: Path) -> Opt
              ("single-sweep label", depth_tile(single, vmax, sparse=True)),
              (f"{cfgs[dense].data.label_dir} label", depth_tile(accumulated, vmax))]
     if "dense_depth" in sample:
-        tiles.append(("exact truth", depth_tile(sample["dense_depth"], vmax)))
+        truth = np.asarray(sample["dense_depth"]).squeeze()
+        tiles += [("exact truth", depth_tile(truth, vmax)),
+                  ("accumulated label: |error| against the truth",
+                   error_tile(accumulated, np.where(np.asarray(accumulated).squeeze() > 0, truth, 0)))]
     for row in (REFERENCE_ROW, dense, "dense_exact"):
         if row not in cfgs:
             continue
@@ -166,13 +170,13 @@ def picture(cfgs: Dict[str, Config], models: Dict[str, SpaDe], out: Path) -> Opt
 
 def run_science(base: Path, only: Optional[Sequence[str]], seeds: int, out: Path,
                 overrides: Sequence[str] = (), version: str = "v1.0-trainval",
-                label_workers: int = 1) -> List[Dict[str, Any]]:
-    """Run the rows (all, or `only`) with `seeds` seeds each over the `base` config; write
-    out/table.md, out/table.json and out/labels_and_predictions.png. Returns the results."""
-    rows = science_rows(only)
+                label_workers: int = 1, jobs: int = 1) -> List[Dict[str, Any]]:
+    """Run the rows (all, or `only`) with `seeds` seeds each over the `base` config, training
+    `jobs` runs at a time (train_in_parallel) when more than one; write out/table.md,
+    out/table.json and out/labels_and_predictions.png. Returns the results."""
     out.mkdir(parents=True, exist_ok=True)
-    results, first_cfg, first_models, qualities = [], {}, {}, {}
-    for name, row in rows.items():
+    planned = {}                                        # row name -> (row, its seeds' configs)
+    for name, row in science_rows(only).items():
         row = {**row, "name": name}
         cfgs = [row_config(base, row, overrides, seed, out) for seed in range(seeds)]
         if base.resolve() == (REPO / "configs" / "synthetic_demo.yaml").resolve():
@@ -182,6 +186,11 @@ def run_science(base: Path, only: Optional[Sequence[str]], seeds: int, out: Path
             continue
         if row.get("labels"):
             labels_for(cfgs[0], row["labels"], version, label_workers)
+        planned[name] = (row, cfgs)
+    if jobs > 1:
+        train_in_parallel([cfg for _, cfgs in planned.values() for cfg in cfgs], jobs)
+    results, first_models, qualities = [], {}, {}
+    for name, (row, cfgs) in planned.items():
         runs = []
         for cfg in cfgs:
             summary, model = evaluated_run(cfg)
@@ -193,10 +202,9 @@ def run_science(base: Path, only: Optional[Sequence[str]], seeds: int, out: Path
             qualities[label] = label_quality(cfgs[0])
         results.append({"name": name, "title": row["title"], "config": row.get("config") or {},
                         "runs": runs, "label_quality": qualities[label], "paper": row.get("paper")})
-        first_cfg[name] = cfgs[0]
         write_outputs(results, out)
     if results:
-        shown = picture(first_cfg, first_models, out)
+        shown = picture({name: cfgs[0] for name, (_, cfgs) in planned.items()}, first_models, out)
         if shown:
             print(f"wrote {shown}")
     return results
