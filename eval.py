@@ -16,7 +16,7 @@ from datasets.workers import error_message
 from utils.checkpoint import CheckpointError
 from utils.files import OutputWriteError
 from utils.cli import make_parser
-from utils.config import ConfigError, config_to_dict
+from utils.config import ConfigError, check_config, config_to_dict
 from utils.engine.evaluators import evaluators_for
 from utils.engine.evaluate import (EvaluationError, csv_path_for, evaluate, format_table, model_predictor,
                             write_results)
@@ -30,8 +30,8 @@ USER_ERRORS = (CheckpointError, ConfigError, DataFileError, InfoFileError, Evalu
 EXAMPLES = """
 python eval.py -m outputs/demo/run/checkpoints/latest.ckpt --out outputs/demo/eval.json
 python eval.py -m checkpoints/model.ckpt --config configs/spade_nuscenes.yaml --data-root data/nuscenes \\
-    --infos data/nuscenes_radar_5sweeps_infos_val.pkl --out results.json
-python eval.py -m model.safetensors --save-pred preds/ --save-vis vis/ --vis-every 10 eval.batch_size=8
+    --infos data/nuscenes_radar_5sweeps_infos_val.pkl --out outputs/results.json
+python eval.py -m outputs/model.safetensors --save-pred outputs/preds/ --save-vis outputs/vis/ --vis-every 10 eval.batch_size=8
 """
 EPILOG = """Configuration: defaults <- the checkpoint's own config (checkpoints written by
 train_DDP.py carry it) or --config when given <- key=value overrides <- the flags below.
@@ -112,6 +112,7 @@ def main(argv=None) -> dict:
 def run(args: argparse.Namespace, device: torch.device) -> dict:
     """Load, evaluate, print and write (the outputs are claimed)."""
     model, cfg = load_model(args.model, args.config, flag_overrides(args), device)
+    check_config(cfg)                   # keys that must fit together, after the overrides
     if not Path(cfg.data.val_infos).is_file():
         raise InfoFileError(f"info file {cfg.data.val_infos} not found; pass --infos or build it with "
                             "tools/create_infos.py")

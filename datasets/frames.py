@@ -14,9 +14,17 @@ projects to pixel (u, v) = (fx x/z + cx, fy y/z + cy) through the 3 x 3 intrinsi
 as it is given (after any resize or crop of your own). Own data and nuScenes samples go through
 the same sample builder as the dataset, so the network inputs follow the released semantics
 (docs/spade.md section 2): radar depth down whole columns, camera-frame xyz as point features.
+
+Own-data inputs are refused with one line naming the file and the fix when they are not physical:
+input files must be regular files under a size ceiling (a FIFO or /dev/zero is never read; see
+datasets/io.py); radar points finite with no coordinate beyond MAX_RADAR_DISTANCE_M (2 km) after
+the extrinsics; K a pinhole matrix with its principal point inside the image and focal lengths of
+MIN_FOCAL_RATIO .. MAX_FOCAL_RATIO (0.05 .. 100) x the image's longer side (datasets/records.py).
+An info file (--infos) is validated like the dataset's (datasets/records.py).
 """
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 from pathlib import Path
@@ -28,7 +36,9 @@ import torch
 from datasets import geometry
 from datasets.build import build_dataset
 from datasets.infos import CAMERA, entry_path, load_infos, load_nuscenes, make_record, save_infos
-from datasets.io import DataFileError, read_image_bgr, read_radar_points, write_depth_png
+from datasets.io import (DataFileError, RefusedFileError, read_image_bgr, read_radar_points,
+                         read_regular_file, write_depth_png)
+from datasets.records import MAX_FOCAL_RATIO, MIN_FOCAL_RATIO, check_records
 from datasets.sample import Frame, eval_sample
 from utils.config import Config
 from utils.files import atomic_write, write_png
@@ -39,6 +49,11 @@ E_EXAMPLE = ('{"rotation": [w, x, y, z], "translation": [x, y, z]} or {"matrix":
              "radar -> camera")
 POINTS_HINT = ("save an N x 3 float array of camera-frame x right, y down, z forward in metres, "
                "e.g. np.save(path, xyz[:, :3])")
+# Own-data radar points: no coordinate beyond 2 km (8x the 250 m of nuScenes' Continental ARS 408;
+# a cloud in millimetres exceeds it with any return beyond 2 m). 1e30 m gave 3e30 m predictions.
+MAX_RADAR_DISTANCE_M = 2000.0
+MAX_JSON_BYTES = 1 << 20             # an intrinsics / extrinsics file is a few hundred bytes
+MAX_POINTS_BYTES = 64 << 20          # .npy radar points: 2.8M float64 points; nuScenes: ~125
 
 
 class PredictInputError(ValueError):
@@ -47,10 +62,12 @@ class PredictInputError(ValueError):
 
 def _read_json(path: Path, what: str, example: str) -> Dict[str, Any]:
     try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise PredictInputError(f"{what} file {path} not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raw = read_regular_file(path, f"{what} file", MAX_JSON_BYTES, "check the path")
+    except DataFileError as err:               # not found, no regular file, too large, unreadable
+        raise PredictInputError(str(err)) from None
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise PredictInputError(f"{what} file {path} is not readable JSON ({err}); it must hold "
                                 f"{example}") from None
     if not isinstance(data, dict):
@@ -84,14 +101,24 @@ def read_intrinsics(path: str | Path) -> np.ndarray:
 
 
 def check_intrinsics(K: np.ndarray, h: int, w: int, path: str | Path) -> None:
-    """Reject a K whose principal point lies outside the h x w image (K of another resolution)."""
+    """Reject a K whose principal point lies outside the h x w image (K of another resolution)
+    or whose focal lengths are not those of a camera for this image (MIN_FOCAL_RATIO ..
+    MAX_FOCAL_RATIO x the longer side: fields of view of 169 .. 0.6 deg; fx = 1e-300 gave
+    predictions of 3e30 m)."""
     cx, cy = K[0, 2], K[1, 2]
+    scale = ("after resizing an image by sx = new_w / old_w, sy = new_h / old_h scale fx, cx by sx "
+             "and fy, cy by sy (after a crop, subtract its left/top offset from cx/cy)")
     if not (0 < cx < w and 0 < cy < h):
         raise PredictInputError(
             f"intrinsics file {path}: principal point ({cx:.1f}, {cy:.1f}) lies outside the "
-            f"{w} x {h} image, so K belongs to another image size; after resizing an image by "
-            f"sx = new_w / old_w, sy = new_h / old_h scale fx, cx by sx and fy, cy by sy "
-            f"(after a crop, subtract its left/top offset from cx/cy)")
+            f"{w} x {h} image, so K belongs to another image size; {scale}")
+    lo, hi = MIN_FOCAL_RATIO * max(h, w), MAX_FOCAL_RATIO * max(h, w)
+    fx, fy = K[0, 0], K[1, 1]
+    if not (lo <= fx <= hi and lo <= fy <= hi):
+        raise PredictInputError(
+            f"intrinsics file {path}: focal lengths fx={fx:g}, fy={fy:g} px are outside {lo:g} .. "
+            f"{hi:g} px ({MIN_FOCAL_RATIO:g} .. {MAX_FOCAL_RATIO:g} x the longer side of the {w} x {h} "
+            f"image); give them in pixels of this image ({scale})")
 
 
 def read_extrinsics(path: str | Path) -> np.ndarray:
@@ -123,10 +150,12 @@ def read_points_npy(path: str | Path) -> np.ndarray:
     """N x 3 float64 points of a `.npy` file (N may be 0)."""
     path = Path(path)
     try:
-        xyz = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise PredictInputError(f"radar points file {path} not found") from None
-    except (OSError, ValueError) as err:
+        raw = read_regular_file(path, "radar points file", MAX_POINTS_BYTES, "check --radar-points")
+    except DataFileError as err:               # not found, no regular file, too large, unreadable
+        raise PredictInputError(str(err)) from None
+    try:
+        xyz = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
         raise PredictInputError(f"radar points file {path} is not a readable .npy array ({err}); "
                                 f"{POINTS_HINT}") from None
     if xyz.ndim != 2 or xyz.shape[1] != 3 or not np.issubdtype(xyz.dtype, np.number):
@@ -163,16 +192,25 @@ def read_camera_radar(path: str | Path, extrinsics_path: Optional[str | Path] = 
                                 "(N x 3) or a nuScenes RADAR .pcd")
     if extrinsics_path is not None:
         xyz = geometry.transform_points(read_extrinsics(extrinsics_path), xyz)
+    far = ~(np.abs(xyz).max(1, initial=0) <= MAX_RADAR_DISTANCE_M)
+    if far.any():
+        raise PredictInputError(
+            f"radar points file {path}: {int(far.sum())} of {len(xyz)} points lie farther than "
+            f"{MAX_RADAR_DISTANCE_M:g} m from the camera (largest |coordinate| "
+            f"{float(np.abs(xyz).max()):.3g} m): no radar sees that far; give metres (not "
+            f"millimetres){' and check --extrinsics' if extrinsics_path is not None else ''}")
     return xyz
 
 
 def read_user_image(path: str | Path) -> np.ndarray:
     """H x W x 3 uint8 BGR of any image OpenCV reads."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise PredictInputError(f"image {path} not found; check --image")
     try:
         return read_image_bgr(path)
+    except RefusedFileError as err:               # no regular file, or over a size ceiling
+        raise PredictInputError(str(err)) from None
     except DataFileError:
         raise PredictInputError(f"image {path} is not an image OpenCV can read (or it is truncated); "
                                 "give a complete JPEG or PNG") from None
@@ -227,6 +265,7 @@ def nuscenes_sample(cfg, data_root: str | Path, *, infos_path: Optional[str | Pa
     """
     if infos_path is not None:
         records = load_infos(infos_path)
+        check_records(records, infos_path, keep_bad=False)      # InfoFileError: one line
         if index is None:
             index = _find_index(records, infos_path, name, sample_token)
         if not 0 <= index < len(records):

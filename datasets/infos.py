@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from datasets.geometry import pose_matrix
 from datasets.io import DataFileError
+from utils import safe_pickle
 
 SCHEMA_VERSION = 1
 RADAR_SWEEPS = 5
@@ -245,14 +246,16 @@ def save_infos(records: List[Dict[str, Any]], path: str | Path) -> None:
 
 
 def load_infos(path: str | Path) -> List[Dict[str, Any]]:
-    """The record list of an info file (ours or a released one)."""
+    """The record list of an info file (ours or a released one). Only the file's shape is checked
+    here (tools that read one field, such as gen_seg_masks, take partial records); the fields
+    `RadarCameraDataset` reads are validated by `datasets.records.check_records`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"info file {path} not found; make it with tools/create_infos.py "
                                 "(see docs/data.md)")
     try:
         with open(path, "rb") as f:
-            records = pickle.load(f)
+            records = safe_pickle.load(f, path)
     except Exception as err:     # pickle raises many kinds (UnpicklingError, EOFError, ImportError, ...)
         raise InfoFileError(f"info file {path} is not a readable pickle ({type(err).__name__}: {err}); "
                             "regenerate it with tools/create_infos.py") from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing
 from dataclasses import asdict
 from pathlib import Path
@@ -27,7 +28,9 @@ from datasets.infos import CAMERA, entry_path, entry_poses, load_infos, load_nus
 from datasets.io import read_depth_png, read_image_bgr, read_lidar_points, resolve_data_path, write_depth_png
 from datasets.label_maps import label_error_counts, label_folder, pooled_label_error
 from datasets.lidar_sweeps import MovingBoxes, SweepPlan, sweep_plan
+from datasets.records import check_records
 from utils.files import atomic_write
+from utils.jsonio import dumps, write_json
 
 
 class LabelBuildError(ValueError):
@@ -142,6 +145,7 @@ def build_labels(root: str | Path, infos: str | Path, preset: str, label_dir: Op
     folder.mkdir(parents=True, exist_ok=True)
     check_recipe(folder, name, recipe)
     records = load_infos(infos)
+    check_records(records, infos, keep_bad=False)      # InfoFileError: one line naming the record
     frames_path = folder / "frames.jsonl"
     done = read_done(frames_path)
     todo = [r for r in records if not (frame_name(r) in done and (folder / f"{frame_name(r)}.png").is_file())]
@@ -153,7 +157,7 @@ def build_labels(root: str | Path, infos: str | Path, preset: str, label_dir: Op
             nusc = load_nuscenes(root, version) if todo else None
             for chunk in chunks(jobs(todo, nusc, root, folder, recipe), CHUNK_PER_WORKER * workers):
                 for record in (pool.map(label_one, chunk) if pool else map(label_one, chunk)):
-                    frames.write(json.dumps(record) + "\n")
+                    frames.write(dumps(record) + "\n")
                     frames.flush()
                     done[record["name"]] = record
                     if record["shortfall"]:
@@ -167,6 +171,14 @@ def build_labels(root: str | Path, infos: str | Path, preset: str, label_dir: Op
     return summarise(folder, [done[frame_name(r)] for r in records], Path(infos).stem)
 
 
+# why a value of quality_<infos>.json can be null (strict JSON: utils/jsonio.py)
+QUALITY_NULL_REASONS = {
+    "/error_smear/*": "undefined: no label pixel comes from a moving object in another sweep (none does "
+                      "when moving objects are removed), so there is no smear to measure",
+    "/error/*": "undefined: no labelled pixel has exact truth to compare with",
+}
+
+
 def summarise(folder: Path, frames: List[Dict[str, Any]], infos_stem: str) -> Dict[str, Any]:
     """Print and write folder/quality_<infos stem>.json: frames short of sweeps, mean sweeps and
     coverage, and (with exact truth) the pooled error of all label pixels and of those whose point
@@ -178,14 +190,15 @@ def summarise(folder: Path, frames: List[Dict[str, Any]], infos_stem: str) -> Di
     if frames and all("error" in f for f in frames):
         summary["error"] = pooled_label_error(f["error"] for f in frames)
         summary["error_smear"] = pooled_label_error(f["error_smear"] for f in frames)
-    atomic_write(folder / f"quality_{infos_stem}.json",
-                 lambda f: f.write(json.dumps(summary, indent=2).encode() + b"\n"))
+    write_json(folder / f"quality_{infos_stem}.json", summary, reasons=QUALITY_NULL_REASONS)
     short = f"; {summary['frames_short_of_sweeps']} short of sweeps (see frames.jsonl)" \
         if summary["frames_short_of_sweeps"] else ""
     line = f"{folder}: {summary['frames']} frames, {summary['mean_sweeps']:.1f} sweeps per frame{short}"
     if "error" in summary:
         e = summary["error"]
-        line += (f"; against the exact truth: MAE {e['mae_mm']:.0f} mm, {e['far_off_pct']:.2f} % of pixels "
-                 f"> 1 m off, {e['coverage_pct']:.1f} % of pixels labelled")
+        compared = (f"MAE {e['mae_mm']:.0f} mm, {e['far_off_pct']:.2f} % of pixels > 1 m off"
+                    if math.isfinite(e["mae_mm"]) else
+                    f"MAE n/a ({QUALITY_NULL_REASONS['/error/*'].removeprefix('undefined: ')})")
+        line += f"; against the exact truth: {compared}, {e['coverage_pct']:.1f} % of pixels labelled"
     print(line)
     return summary

@@ -11,6 +11,9 @@ disruption (datasets/augment.py) cropping to data.height x data.width, and the s
 data.radar_sweeps > 1 accumulates radar sweeps (datasets/radar_sweeps.py); data.label_kind=depth_png
 trains on label maps instead of the LiDAR sweep (datasets/label_maps.py).
 A sample's randomness depends only on (train.seed, epoch, index), never on the worker.
+Records are validated when the info file is loaded (datasets/records.py): eval mode and train
+without data.skip_bad_samples refuse a bad record (or duplicate sample tokens) with one line; train
+with skipping replaces a bad record by the next sample and records it like a bad file.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from datasets.infos import CAMERA, LIDAR, InfoFileError, entry_path, entry_poses
 from datasets.io import (DataFileError, read_depth_png, read_image_bgr, read_lidar_points,
                          read_seg_mask, resolve_data_path)
 from datasets.label_maps import check_label_config, read_label
+from datasets.records import BadRecordError, check_records
 from datasets.occlusion import occlusion_keep, scaled_radius_px
 from datasets.workers import reuse_freed_buffers
 
@@ -66,6 +70,15 @@ class RadarCameraDataset(Dataset):
             raise InfoFileError(f"info file {infos_path} holds no records (create_infos found no sample "
                                 "of its split); point data.train_infos / data.val_infos (--infos) at "
                                 "a split with samples")
+        # every record checked now: eval (and train without skipping) refuses a bad one in one line;
+        # train with skipping replaces it through the skip path when it is drawn (load_frame)
+        self.infos_path = str(infos_path)
+        self.bad_records = check_records(self.infos, infos_path,
+                                         keep_bad=mode == "train" and cfg.data.skip_bad_samples)
+        if self.bad_records:
+            log.warning("%d of %d records of info file %s are invalid and will be skipped (first: %s)",
+                        len(self.bad_records), len(self.infos), infos_path,
+                        next(iter(self.bad_records.values())))
         self.epoch = 0
         self.num_skipped = 0       # bad samples replaced by a neighbour (in this process)
         reuse_freed_buffers()
@@ -114,6 +127,8 @@ class RadarCameraDataset(Dataset):
     def load_frame(self, index: int) -> Frame:
         """Read and project one sample's files (no randomness); in train mode with the mask loss
         also its semantic mask."""
+        if index in self.bad_records:
+            raise BadRecordError(self.bad_records[index], self.infos_path)
         record = self.infos[index]
         cam = record["cam_infos"][CAMERA]
         image_path = resolve_data_path(self.root, entry_path(cam))

@@ -10,9 +10,14 @@ persistent workers.
 from __future__ import annotations
 
 import ctypes
+import logging
+import os
 from typing import Any, Dict
 
 import cv2
+
+log = logging.getLogger(__name__)
+_lowered_from: set = set()          # worker counts already reported as lowered (one line each)
 
 # glibc mallopt parameters: serve blocks up to 32 MiB from the heap, keep up to 64 MiB of freed
 # heap instead of handing it back to the OS after every sample.
@@ -38,12 +43,40 @@ def init_worker(_worker_id: int) -> None:
     reuse_freed_buffers()
 
 
+def usable_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask; os.cpu_count() elsewhere)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def worker_options(num_workers: int, persistent: bool = False) -> Dict[str, Any]:
-    """DataLoader keyword arguments for `num_workers` worker processes (none when 0)."""
+    """DataLoader keyword arguments for `num_workers` worker processes (none when 0), lowered
+    to the usable CPU cores (data.num_workers; one info line the first time): more workers than
+    cores only compete for them, and the DataLoader warns about it."""
     if num_workers <= 0:
         return {"num_workers": 0}
+    cores = usable_cpus()
+    if num_workers > cores:
+        if num_workers not in _lowered_from:
+            _lowered_from.add(num_workers)
+            log.info("data.num_workers=%d lowered to %d, the CPU cores this process may use",
+                     num_workers, cores)
+        num_workers = cores
     return {"num_workers": num_workers, "multiprocessing_context": "spawn",
             "worker_init_fn": init_worker, "persistent_workers": persistent}
+
+
+def shutdown_workers(loader_or_iterator: Any) -> None:
+    """Stop the worker processes of a DataLoader (its persistent iterator) or of a DataLoader
+    iterator now. Called in a `finally` around the loop: after an error the workers would
+    otherwise be terminated at interpreter exit, where the DataLoader reports each as "killed by
+    signal: Terminated" with a traceback after the error's one line."""
+    iterator = getattr(loader_or_iterator, "_iterator", loader_or_iterator)
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
 
 
 def error_message(error: BaseException) -> str:

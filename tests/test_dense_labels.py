@@ -150,7 +150,7 @@ def test_label_config_checks_and_legacy_key(world, tmp_path):
     base, val = overrides(root, tmp_path / "run"), root / infos_filename("val")
     with pytest.raises(ValueError, match="data.label_kind=depth_png"):
         RadarCameraDataset(load_config(None, base + ["data.label_dir=depth_dense"]), val, "eval")
-    with pytest.raises(ValueError, match="needs data.label_dir"):
+    with pytest.raises(ValueError, match="data.label_kind=depth_png needs"):
         RadarCameraDataset(load_config(None, base + ["data.label_kind=depth_png"]), val, "eval")
     legacy = load_config(None, base + ["data.dense_label=true"])         # configs of older checkpoints
     assert (legacy.data.label_kind, legacy.data.label_dir) == ("depth_png", "depth_dense")

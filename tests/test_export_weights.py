@@ -130,5 +130,5 @@ def test_released_format_and_bad_inputs(tmp_path):
 def test_help_has_an_example(capsys):
     with pytest.raises(SystemExit):
         export_weights.main(["--help"])
-    assert "export_weights.py -m outputs/demo/run/checkpoints/latest.ckpt --out model.safetensors" \
+    assert "export_weights.py -m outputs/demo/run/checkpoints/latest.ckpt --out outputs/model.safetensors" \
         in capsys.readouterr().out

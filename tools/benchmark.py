@@ -2,7 +2,6 @@
 Figures and the machines they were measured on: docs/benchmarks.md."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.cli import HelpFormatter, make_parser  # noqa: E402
+from utils.jsonio import dumps  # noqa: E402
 
 EXAMPLES = {
     "data": """
@@ -179,8 +179,13 @@ def main(argv=None) -> None:
     add_train_command(sub)
     args = parser.parse_args(argv)
     import torch
+    from utils.config import ConfigError
     torch.set_num_threads(1)
-    print(json.dumps(args.run(args)))
+    try:
+        result = args.run(args)
+    except ConfigError as err:                  # a bad config file, key or value: one line
+        sys.exit(f"error: {err}")
+    print(dumps(result))          # strict JSON: NaN -> null, why under "nulls"
 
 
 if __name__ == "__main__":

@@ -38,9 +38,12 @@ def main(argv=None) -> None:
 
     from datasets.build import build_dataset
     from datasets.occlusion import occlusion_keep, scaled_radius_px
-    from utils.config import load_config
+    from utils.config import ConfigError, load_config
 
-    cfg = load_config(None, args.overrides)
+    try:
+        cfg = load_config(None, args.overrides)
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
     dataset = build_dataset(cfg, "val", infos=args.infos, data_root=args.data_root)
     spacing, dropped, total = [], np.zeros(len(args.radii)), 0
     for index in tqdm(range(min(args.frames, len(dataset))), desc="frames"):

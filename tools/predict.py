@@ -10,15 +10,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from datasets.infos import InfoFileError  # noqa: E402
 from utils.checkpoint import CheckpointError  # noqa: E402
 from utils.cli import make_parser  # noqa: E402
-from utils.config import ConfigError  # noqa: E402
+from utils.config import ConfigError, check_config  # noqa: E402
 
 EXAMPLES = """
 python tools/predict.py -m outputs/demo/run/checkpoints/latest.ckpt --data-root data/synthetic \\
     --infos data/synthetic/nuscenes_radar_5sweeps_infos_val.pkl --index 0 --out outputs/predict
-python tools/predict.py -m model.ckpt --image frame.jpg --radar-points radar_cam.npy --intrinsics K.json --out pred/
+python tools/predict.py -m model.ckpt --image frame.jpg --radar-points radar_cam.npy --intrinsics K.json --out outputs/pred/
 python tools/predict.py -m model.ckpt --image frame.jpg --radar-points radar.pcd --extrinsics radar2cam.json \\
-    --intrinsics K.json --out pred/
-python tools/predict.py -m model.ckpt --data-root data/nuscenes --sample-token TOKEN --out pred/
+    --intrinsics K.json --out outputs/pred/
+python tools/predict.py -m model.ckpt --data-root data/nuscenes --sample-token TOKEN --out outputs/pred/
 """
 EPILOG = """Inputs (own data):
   --image         any size, any format OpenCV reads (fed as BGR 0..255)
@@ -29,6 +29,9 @@ EPILOG = """Inputs (own data):
                   image exactly as given (scale/shift it after resizing/cropping the image)
   --extrinsics    JSON radar -> camera: {"rotation": [w, x, y, z], "translation": [x, y, z]}
                   or {"matrix": [[...4 x 4...]]}
+Refused with one line (datasets/frames.py): input files that are no regular files or over a size
+ceiling (images over 50 Mpx), radar points beyond 2 km, focal lengths outside 0.05 .. 100 x the
+image's longer side; with --infos, invalid or duplicated info records (datasets/records.py).
 nuScenes: the CAM_FRONT image and RADAR_FRONT key frame of a sample, built exactly like the
 dataset's eval mode (with --infos the output equals eval.py --save-pred for that frame).
 
@@ -94,6 +97,7 @@ def main(argv=None) -> None:
         frame = (own_frame(args.image, args.radar_points, args.intrinsics, args.extrinsics)
                  if args.image is not None else None)     # input errors before the model loads
         model, cfg = load_model(args.model, args.config, args.overrides, device)
+        check_config(cfg)                       # keys that must fit together, after the overrides
         if frame is not None:
             sample = frame_sample(frame, cfg)
         else:

@@ -4,9 +4,12 @@ Released: a dict whose key `network` holds the SpaDe state_dict (see
 ../shared/reference/official_state_dict.tsv). Ours adds, under the same `network` key so that
 either format feeds `eval.py`: `format_version`, `config`, `optimizer`, `scheduler`, `scaler`,
 `epoch`, `step`, `rng` and `extra`. Everything is stored as tensors and plain Python values, so
-our files load with `torch.load(weights_only=True)`. Files are written atomically
-(utils/files.py): a crash never leaves a half-written checkpoint behind, only possibly an
-orphaned `.<name>.<id>.tmp` that `remove_orphaned_temp_files` deletes. New files get the
+our files load with `torch.load(weights_only=True)`, and `read_checkpoint` loads nothing else:
+a file holding other Python objects could run code when unpickled and is refused with
+CheckpointError (convert a trusted one with `tools/export_weights.py --trust-pickle`, the only
+full unpickling in this code), as is a `network` holding anything but tensors. Files are
+written atomically (utils/files.py): a crash never leaves a half-written checkpoint behind, only
+possibly an orphaned `.<name>.<id>.tmp` that `remove_orphaned_temp_files` deletes. New files get the
 permissions the user's umask gives (0644 under the usual 022), as any file the user creates.
 `load_model` builds the network and its config from any of the formats (eval.py, tools/predict.py,
 tools/export_onnx.py); `link_latest` and `prune_epoch_checkpoints` keep a run's folder.
@@ -42,31 +45,49 @@ class CheckpointError(RuntimeError):
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
-    """Load a checkpoint dict of either format; `network` is always present in the result."""
+    """Load a checkpoint dict of either format, weights only (see the module docstring);
+    `network` (names -> tensors) is always present in the result."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     if path.suffix == ".safetensors":
         return _read_weights_file(path, map_location)
     try:
-        try:
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError as exc:
-            if "Weights only load failed" not in str(exc):
-                raise
-            ckpt = torch.load(path, map_location=map_location, weights_only=False)
-            log.warning("%s holds Python objects beyond tensors and was loaded fully (only do "
-                        "this for files you trust)", path)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):
+            refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
+            raise CheckpointError(
+                f"checkpoint {path} holds Python objects beyond tensors and plain values"
+                f"{f' ({refused.group(1)})' if refused else ''}; refused: unpickling them could run "
+                f"any code. Only for a file you trust: python tools/export_weights.py -m {path} "
+                "--trust-pickle --out X.safetensors rewrites it as weights only") from None
+        raise _unreadable(path, exc) from exc
     except Exception as exc:  # not a torch file, corrupt zip, truncated file, ...
-        raise CheckpointError(f"cannot read checkpoint {path} ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}); is it a "
-                              "file written by torch.save?") from exc
+        raise _unreadable(path, exc) from exc
+    return as_checkpoint(ckpt, path)
+
+
+def _unreadable(path: Path, exc: Exception) -> CheckpointError:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return CheckpointError(f"cannot read checkpoint {path} ({type(exc).__name__}: {first}); is it "
+                           "a file written by torch.save?")
+
+
+def as_checkpoint(ckpt: Any, path: str | Path) -> Dict[str, Any]:
+    """The loaded object of checkpoint file `path` as a checkpoint dict whose `network` maps
+    names to tensors (a `state_dict` key is taken as `network`, a DDP `module.` prefix dropped);
+    anything else raises CheckpointError naming the file."""
     if isinstance(ckpt, dict) and "network" not in ckpt and "state_dict" in ckpt:
         ckpt = {**ckpt, "network": ckpt["state_dict"]}
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("network"), Mapping):
         raise CheckpointError(f"{path} is not a SpaDe checkpoint: expected a dict with key "
                               f"'network' holding the state_dict")
     net = dict(ckpt["network"])
+    for key, value in net.items():
+        if not (isinstance(key, str) and isinstance(value, torch.Tensor)):
+            raise CheckpointError(f"{path}: network[{key!r}] is of type {type(value).__name__}, not a "
+                                  "tensor; 'network' must hold the state_dict (names -> tensors)")
     if net and all(k.startswith("module.") for k in net):  # saved from a DDP wrapper
         net = {k[len("module."):]: v for k, v in net.items()}
     ckpt["network"] = net
@@ -189,15 +210,21 @@ def prune_epoch_checkpoints(ckpt_dir: Path, keep: int) -> None:
 
 
 def load_model(checkpoint: str | Path, config_path: Optional[str | Path] = None,
-               overrides: Sequence[str] = (), device: str | torch.device = "cpu"):
+               overrides: Sequence[str] = (), device: str | torch.device = "cpu",
+               ckpt: Optional[Dict[str, Any]] = None):
     """(eval-mode SpaDe, Config) for a released checkpoint, ours, or exported weights
     (`X.safetensors`, see utils/checkpoint.py), configured as eval.py does: the file's own config
     (ours and exported weights with their JSON carry it) unless `config_path` is given, else the
-    defaults; then the key=value `overrides`. Raises CheckpointError / ConfigError naming the
-    file or key."""
-    ckpt = read_checkpoint(checkpoint)
+    defaults (a warning says so, with the data it points at); then the key=value `overrides`.
+    `ckpt`: the checkpoint already read (tools/export_weights.py --trust-pickle), default
+    read_checkpoint(checkpoint). Raises CheckpointError / ConfigError naming the file or key."""
+    ckpt = read_checkpoint(checkpoint) if ckpt is None else ckpt
     cfg = load_config(config_path) if config_path or not ckpt.get("config") else config_from_dict(ckpt["config"])
     apply_mapping(cfg, parse_overrides(overrides))
+    if not config_path and not ckpt.get("config"):
+        log.warning("no config in %s: using the built-in defaults%s -> data.root=%s, data.val_infos=%s; "
+                    "for nuScenes pass --config configs/spade_nuscenes.yaml --data-root DIR", checkpoint,
+                    " and the overrides" if overrides else "", cfg.data.root, cfg.data.val_infos)
     model = SpaDe(radar_injection=cfg.model.radar_injection)
     load_network_state(model, ckpt["network"], source=str(checkpoint))
     return model.to(device).eval(), cfg

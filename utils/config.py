@@ -2,13 +2,17 @@
 
     cfg = load_config("configs/spade_nuscenes.yaml", ["train.batch_size=4", "data.root=/nu"])
 
-Every section is a dataclass; an unknown key or a value of the wrong type raises `ConfigError`
-naming the key. Values given on the command line are parsed as YAML scalars (`true`, `3`, `1e-3`,
-`[1, 2]`), then checked against the field's declared type.
+Every section is a dataclass; an unknown key, a value of the wrong type or out of its range
+(MINIMUM, MAXIMUM, CHOICES, non-finite floats, the list checks of LIST_CHECKS) raises
+`ConfigError`, one line naming the key (or the YAML file). Values given on the command line are
+parsed as YAML scalars (`true`, `3`, `1e-3`, `[1, 2]`), then checked against the field's declared
+type. YAML is read with `yaml.safe_load` only (a `!!python/...` tag is an error), as UTF-8; a
+`base:` chain that comes back to a file is an error.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -52,6 +56,8 @@ class DataConfig:
     label_dir: str = ""
     radar_sweeps: int = 1                        # radar sweeps accumulated (1 = released; datasets/radar_sweeps.py)
     skip_bad_samples: bool = True                # train mode: report and skip corrupt files
+    # Loader worker processes per DataLoader; lowered (one info line) to the CPU cores this
+    # process may use (os.sched_getaffinity), as more workers than cores only compete for them.
     num_workers: int = 4
 
 
@@ -90,7 +96,7 @@ class TrainConfig:
     ckpt_every: int = 0                          # also write latest.ckpt every N steps (0 = only
                                                  # at epoch ends and at the end of training)
     keep_epoch_ckpts: int = 0                    # keep the last N epoch_NNN.ckpt (0 = all)
-    out_dir: str = "runs/spade"
+    out_dir: str = "runs/spade"                  # must not be empty (not the current folder)
     resume: str = ""                             # path of a checkpoint to continue from
 
 
@@ -119,8 +125,17 @@ MINIMUM: Dict[str, float] = {
     **dict.fromkeys(("data.num_workers", "data.max_depth_m", "data.occlusion_radius_px",
                      "train.lr_base", "train.lr_cosine", "train.weight_decay", "train.grad_clip",
                      "train.max_steps", "train.image_every", "train.val_every", "train.ckpt_every",
-                     "train.keep_epoch_ckpts", "eval.max_samples"), 0),
+                     "train.keep_epoch_ckpts", "eval.max_samples", "train.seed",
+                     "data.occlusion_rel_threshold", "loss.smooth_l1_beta_m", "loss.mask_weight"), 0),
 }
+# Upper bounds (train.seed: numpy and torch generators take seeds below 2**32 everywhere).
+MAXIMUM: Dict[str, float] = {"train.seed": 2 ** 32 - 1}
+# Keys of a fixed set of values (datasets/augment.py DISRUPTIONS, datasets/label_maps.py LABEL_KINDS).
+CHOICES: Dict[str, tuple] = {"data.disruption": ("released", "geometric", "none"),
+                             "data.label_kind": ("lidar", "depth_png")}
+# The stages the network predicts depth at (models/spade.py: depth_s4, depth_s2, depth_s1).
+STAGE_SCALES = (1, 2, 4)
+NOT_EMPTY = ("train.out_dir",)               # "" would write into the current folder
 # A number as YAML 1.1 leaves it a string: `1e-3` (no dot), `5E+2`.
 FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
@@ -152,9 +167,13 @@ def _check_value(key: str, value: Any, tp: Any) -> Any:
     if tp is Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str) and FLOAT_TEXT.fullmatch(value.strip()):
-        return float(value)
+        value = float(value) if abs(value) < 2 ** 1023 else math.inf
+    elif tp is float and isinstance(value, str) and FLOAT_TEXT.fullmatch(value.strip()):
+        value = float(value)
+    if tp is float and isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"config key '{key}': must be a finite number, got {value!r}")
+        return value
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if tp in (int, float) and isinstance(value, bool):
@@ -196,9 +215,54 @@ def apply_mapping(obj: Any, values: Dict[str, Any], prefix: str = "") -> None:
             apply_mapping(current, value, full + ".")
         else:
             value = _check_value(full, value, hints[key])
-            if full in MINIMUM and value < MINIMUM[full]:
-                raise ConfigError(f"config key '{full}': must be at least {MINIMUM[full]:g}, got {value!r}")
+            _check_range(full, value)
             setattr(obj, key, value)
+
+
+def _check_list(key: str, value: List[Any], allowed: str, ok) -> None:
+    if not value:
+        raise ConfigError(f"config key '{key}': must not be empty; give {allowed}")
+    if len(set(value)) != len(value) or not all(ok(v) for v in value):
+        raise ConfigError(f"config key '{key}': {value!r}; give {allowed}, each once")
+
+
+# Keys holding lists: (what is allowed, the check of one item).
+LIST_CHECKS = {
+    "eval.ranges_m": ("a list of ranges in metres, each at least 1 (e.g. [50, 70, 80])", lambda v: v >= 1),
+    "loss.stage_scales": (f"a list of the network's stages {', '.join(map(str, STAGE_SCALES))} "
+                          "(released: [4, 2, 1])", lambda v: v in STAGE_SCALES),
+}
+
+
+def _check_range(key: str, value: Any) -> None:
+    """ConfigError naming `key` when `value` is outside its MINIMUM / MAXIMUM / CHOICES /
+    LIST_CHECKS / NOT_EMPTY."""
+    if key in MINIMUM and value < MINIMUM[key]:
+        raise ConfigError(f"config key '{key}': must be at least {MINIMUM[key]:g}, got {value!r}")
+    if key in MAXIMUM and value > MAXIMUM[key]:
+        raise ConfigError(f"config key '{key}': must be at most {MAXIMUM[key]:g}, got {value!r}")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"config key '{key}': {value!r} is not one of {', '.join(CHOICES[key])}")
+    if key in LIST_CHECKS:
+        _check_list(key, value, *LIST_CHECKS[key])
+    if key in NOT_EMPTY and not str(value).strip():
+        raise ConfigError(f"config key '{key}': must not be empty (it would be the current folder); "
+                          "give a folder")
+
+
+def check_config(cfg: "Config") -> None:
+    """The checks between keys (after all layers and overrides): data.label_kind and
+    data.label_dir fit together. load_config and config_from_dict run it; run it again after
+    applying overrides to a config by hand (apply_mapping)."""
+    kind, folder = cfg.data.label_kind, cfg.data.label_dir
+    if kind == "lidar" and folder:
+        raise ConfigError(f"config key 'data.label_dir': {folder!r} is set but data.label_kind is "
+                          "'lidar' (the released single-sweep label); set data.label_kind=depth_png to "
+                          "train on that folder's maps, or data.label_dir= (empty)")
+    if kind == "depth_png" and not folder:
+        raise ConfigError("config key 'data.label_dir': data.label_kind=depth_png needs it (e.g. "
+                          "depth_dense for the synthetic world's exact truth, dense_labels/<preset> "
+                          "for tools/make_dense_labels.py)")
 
 
 def parse_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
@@ -208,11 +272,21 @@ def parse_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
-        parts = key.strip().split(".")
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config key '{key}': the value {raw!r} is not valid YAML "
+                              f"({_yaml_problem(err)})") from None
+        parts = key.split(".")
         node = nested
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config key '{'.'.join(parts[:i + 1])}' is given a value and "
+                                  f"is used as a section by '{item}'")
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(f"config key '{key}' is used as a section and given the value {raw!r}")
         node[parts[-1]] = value
     return nested
 
@@ -221,22 +295,47 @@ def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()
     """Defaults <- YAML file at `path` (may name a `base:` file, resolved beside it) <- overrides."""
     cfg = Config()
     if path is not None:
-        for layer in _yaml_layers(Path(path)):
-            apply_mapping(cfg, layer)
+        for file, layer in _yaml_layers(Path(path)):
+            try:
+                apply_mapping(cfg, layer)
+            except ConfigError as err:
+                raise ConfigError(f"config file {file}: {err}") from None
     apply_mapping(cfg, parse_overrides(overrides))
+    check_config(cfg)
     return cfg
 
 
-def _yaml_layers(path: Path) -> List[Dict[str, Any]]:
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: its problem and where."""
+    problem = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    return " ".join(str(problem).split()) + (f" at line {mark.line + 1}, column {mark.column + 1}" if mark else "")
+
+
+def _yaml_layers(path: Path, chain: tuple = ()) -> List[tuple]:
+    """[(file, mapping)] of `path` and its `base:` files, the deepest base first."""
     if not path.is_file():
         raise ConfigError(f"config file {path} not found (see configs/ for the shipped ones)")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+    resolved = path.resolve()
+    if resolved in chain:
+        names = " -> ".join(str(p) for p in chain + (resolved,))
+        raise ConfigError(f"config file {path}: its base: files form a cycle ({names}); remove one base:")
+    try:
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML for this code ({_yaml_problem(err)}); "
+                          "only plain YAML is read, no !!python tags") from None
+    except OSError as err:
+        raise ConfigError(f"config file {path} cannot be read ({err.strerror})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     base = data.pop("base", None)
-    layers = _yaml_layers(path.parent / base) if base else []
-    return layers + [data]
+    if base is not None and not (isinstance(base, str) and base.strip()):
+        raise ConfigError(f"config file {path}: base: must name one YAML file beside it, got {base!r}")
+    layers = _yaml_layers(path.parent / base, chain + (resolved,)) if base else []
+    return layers + [(path, data)]
 
 
 def config_to_dict(cfg: Config) -> Dict[str, Any]:
@@ -264,6 +363,7 @@ def changed_keys(values: Dict[str, Any], reference: Dict[str, Any]) -> Dict[str,
 def config_from_dict(values: Dict[str, Any]) -> Config:
     cfg = Config()
     apply_mapping(cfg, values)
+    check_config(cfg)
     return cfg
 
 

@@ -8,6 +8,12 @@ dies (kill -9 included), so a dead run's lock is taken over by the next run with
 the dead holder. Where the file system has no flock (some network file systems) the file's
 content decides instead: a holder on this host whose process is gone is taken over, any other
 holder refuses (the message says to delete the file if that run is gone).
+
+The lock path may be planted by someone else, so it is never followed and never clobbers a file
+that is not a lock: it is created with O_EXCL, or an existing one is opened with O_NOFOLLOW and
+must be a regular file of one name (a symbolic link, hard link, FIFO or device is refused with
+RunLockedError naming it). It is truncated and rewritten only when it is empty or holds a
+holder record of this code; a file with other content is refused, unchanged.
 """
 from __future__ import annotations
 
@@ -18,16 +24,19 @@ import json
 import logging
 import os
 import socket
+import stat
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
+
+from utils.jsonio import dumps
 
 log = logging.getLogger(__name__)
 NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 class RunLockedError(RuntimeError):
-    """Another live process holds the lock of an output."""
+    """Another live process holds the lock of an output, or its lock path is no lock file."""
 
 
 def holder_record() -> Dict[str, Any]:
@@ -38,11 +47,12 @@ def holder_record() -> Dict[str, Any]:
 
 
 def _read_holder(fd: int) -> Optional[Dict[str, Any]]:
+    """The holder record in the file (a dict with a pid), else None."""
     try:
         holder = json.loads(os.pread(fd, 65536, 0) or b"null")
     except ValueError:
         return None
-    return holder if isinstance(holder, dict) else None
+    return holder if isinstance(holder, dict) and "pid" in holder else None
 
 
 def _flock(fd: int) -> Optional[bool]:
@@ -82,17 +92,17 @@ class RunLock:
     def acquire(self) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd, created = self._open()
             locked = _flock(fd)
             previous = _read_holder(fd)
             if locked is False or (locked is None and previous and _alive(previous)):
                 os.close(fd)
                 raise RunLockedError(self._refusal(previous, flock=locked is not None))
-            try:
-                same_file = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:       # the previous holder removed it meanwhile
-                same_file = False
-            if same_file:
+            if not created and previous is None and os.fstat(fd).st_size:
+                os.close(fd)
+                raise RunLockedError(f"{self.path} is not a lock file of this code (it holds other "
+                                     f"data); nothing was changed: move it away, or {self.fix}")
+            if self._names(fd):
                 break
             os.close(fd)
         if previous:
@@ -100,9 +110,55 @@ class RunLock:
                      "releasing it", self.path, previous.get("pid"), previous.get("host"),
                      previous.get("started"))
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder_record()).encode() + b"\n", 0)
+        os.pwrite(fd, dumps(holder_record()).encode() + b"\n", 0)
         self.fd = fd
         return self
+
+    def _open(self) -> Tuple[int, bool]:
+        """(descriptor, created): the lock file newly created (O_EXCL), else the existing one
+        opened without following a link, refused unless a regular file of one name."""
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        while True:
+            try:
+                return os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o666), True
+            except FileExistsError:
+                pass
+            try:
+                self._check(os.lstat(self.path))       # a FIFO or device is never opened
+                fd = os.open(self.path, flags)
+            except FileNotFoundError:                  # its holder removed it meanwhile
+                continue
+            except OSError as err:
+                if err.errno == errno.ELOOP:           # replaced by a link after the lstat
+                    raise RunLockedError(self._unsafe("is a symbolic link")) from None
+                raise
+            try:
+                self._check(os.fstat(fd))
+            except RunLockedError:
+                os.close(fd)
+                raise
+            return fd, False
+
+    def _check(self, st: os.stat_result) -> None:
+        if stat.S_ISLNK(st.st_mode):
+            raise RunLockedError(self._unsafe("is a symbolic link"))
+        if not stat.S_ISREG(st.st_mode):
+            raise RunLockedError(self._unsafe("is not a regular file"))
+        if st.st_nlink != 1:
+            raise RunLockedError(self._unsafe(f"is a hard link ({st.st_nlink} names of one file)"))
+
+    def _unsafe(self, problem: str) -> str:
+        return (f"lock file {self.path} {problem}; refused, nothing was written (a lock file is "
+                f"rewritten: this one could overwrite another file): delete it, or {self.fix}")
+
+    def _names(self, fd: int) -> bool:
+        """Whether the lock path still names the file open as `fd` (not removed or replaced)."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
 
     def _refusal(self, holder: Optional[Dict[str, Any]], flock: bool) -> str:
         who = (f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}: "
@@ -114,11 +170,8 @@ class RunLock:
     def release(self) -> None:
         if self.fd is None:
             return
-        try:
-            if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
-                self.path.unlink()
-        except FileNotFoundError:
-            pass
+        if self._names(self.fd):
+            self.path.unlink(missing_ok=True)
         os.close(self.fd)
         self.fd = None
 

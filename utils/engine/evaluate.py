@@ -10,14 +10,16 @@ Every batch's prediction goes through each evaluator of the list (utils/engine/e
 the released protocol, the dense-truth and leakage measures, prediction and panel writers); their
 per-image columns make the CSV rows and their summaries the summary. A non-finite prediction
 stops the evaluation with an EvaluationError naming the image (it would otherwise leave the mean
-unnoticed).
+unnoticed). A summary value that is undefined (NaN in memory) is written as null with its reason
+(utils/jsonio.py, reasons: NULL_REASONS) and shown as "n/a (reason)" by format_table.
 """
 from __future__ import annotations
 
 import csv
 import io
-import json
+import math
 import time
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence
 
@@ -25,11 +27,40 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from tqdm import tqdm
 
-from datasets.workers import worker_options
+from datasets.workers import shutdown_workers, worker_options
 from utils.files import atomic_write
+from utils.jsonio import dumps
 from utils.provenance import provenance
 
 Predictor = Callable[[Dict[str, Any]], torch.Tensor]
+
+# Why a value of an evaluation summary can be undefined (NaN in memory): JSON pointer pattern ->
+# reason, for utils/jsonio.py's "nulls" and for the console (undefined_reason). The LDL measures
+# are those of utils/ldl.py.
+NULL_REASONS = {
+    "*/ldl/stripe_index": "undefined: the prediction (or the truth) has no horizontal gradient energy "
+                          "to divide by: a prediction constant along every row, like the row-median "
+                          "baseline's one depth per row, has no LiDAR-row pattern to measure",
+    "*/ldl/mae_hit_mm": "undefined: no dense-truth pixel in range is hit by the LiDAR",
+    "*/ldl/mae_miss_mm": "undefined: no dense-truth pixel in range lies between the LiDAR pixels",
+    "*/ldl/miss_hit_ratio": "undefined: the MAE on LiDAR pixels is zero or undefined",
+    "*mae_mm/*": "undefined: no ground-truth pixel in this range in any image",
+    "*rmse_mm/*": "undefined: no ground-truth pixel in this range in any image",
+}
+
+
+def undefined_reason(pointer: str) -> str:
+    """Why the summary value at JSON pointer `pointer` (e.g. "/ldl/stripe_index") is undefined,
+    without the "undefined: " prefix."""
+    text = next((t for p, t in NULL_REASONS.items() if fnmatchcase(pointer, p)), "undefined: not a number")
+    return text.removeprefix("undefined: ")
+
+
+def shown(value: Any, spec: str, pointer: str, unit: str = "") -> str:
+    """`value` formatted with `spec` and `unit`, or "n/a (why)" when it is not a finite number."""
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return format(value, spec) + unit
+    return f"n/a ({undefined_reason(pointer)})"
 
 
 class EvaluationError(RuntimeError):
@@ -87,16 +118,21 @@ def evaluate(predict: Predictor, dataset: Dataset, evaluators: Sequence[Any], *,
                         collate_fn=collate_same_size, **worker_options(num_workers))
     rows: List[Dict[str, Any]] = []
     start = time.perf_counter()
-    for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True):
-        indices = batch["index"].tolist()
-        batch = _to_device(batch, device)
-        pred_m = predict(batch).float()
-        check_finite(pred_m, batch["name"], indices)
-        columns: Dict[str, List[float]] = {}
-        for evaluator in evaluators:
-            columns.update(evaluator.process(batch, pred_m))
-        rows += [{"index": index, "name": name, **{k: v[i] for k, v in columns.items()}}
-                 for i, (index, name) in enumerate(zip(indices, batch["name"]))]
+    batches = iter(loader)
+    try:
+        for batch in tqdm(batches, desc=desc, unit="batch", total=len(loader), disable=not progress,
+                          dynamic_ncols=True):
+            indices = batch["index"].tolist()
+            batch = _to_device(batch, device)
+            pred_m = predict(batch).float()
+            check_finite(pred_m, batch["name"], indices)
+            columns: Dict[str, List[float]] = {}
+            for evaluator in evaluators:
+                columns.update(evaluator.process(batch, pred_m))
+            rows += [{"index": index, "name": name, **{k: v[i] for k, v in columns.items()}}
+                     for i, (index, name) in enumerate(zip(indices, batch["name"]))]
+    finally:
+        shutdown_workers(batches)       # on an error too: no worker killed at exit with a traceback
     summary: Dict[str, Any] = {}
     for evaluator in evaluators:
         summary.update(evaluator.summary())
@@ -118,7 +154,8 @@ def write_results(result: Dict[str, Any], out_json: str | Path, **meta: Any) -> 
     JSON and the per-image rows as CSV beside it, each atomically; returns the CSV's path."""
     csv_path = csv_path_for(out_json)
     document = {**meta, "provenance": provenance(), **result["summary"]}
-    atomic_write(out_json, lambda f: f.write(json.dumps(document, indent=2).encode() + b"\n"))
+    text = dumps(document, indent=2, reasons=NULL_REASONS).encode() + b"\n"
+    atomic_write(out_json, lambda f: f.write(text))
     rows = result["rows"]
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["index", "name"])
@@ -129,19 +166,35 @@ def write_results(result: Dict[str, Any], out_json: str | Path, **meta: Any) -> 
 
 
 def format_table(summary: Dict[str, Any], title: str = "") -> str:
-    """The released protocol's table in millimetres (plus dense/LDL lines where present)."""
+    """The released protocol's table in millimetres (plus dense/LDL lines where present); an
+    undefined value shows as n/a, with its reason."""
     ranges = list(summary["mae_mm"])
     lines = [title] if title else []
+    undefined = []
+
+    def row(label: str, values: Dict[str, Any]) -> str:
+        cells = []
+        for r in ranges:
+            value = values.get(r)
+            finite = isinstance(value, (int, float)) and math.isfinite(value)
+            undefined.extend([] if finite else [f"{label} 0-{r} m"])
+            cells.append(f"{value:>12.1f}" if finite else f"{'n/a':>12}")
+        return f"{label:<14}" + "".join(cells)
+
     lines.append(f"{'range':<14}" + "".join(f"{'0-' + r + ' m':>12}" for r in ranges))
-    lines.append(f"{'MAE (mm)':<14}" + "".join(f"{summary['mae_mm'][r]:>12.1f}" for r in ranges))
-    lines.append(f"{'RMSE (mm)':<14}" + "".join(f"{summary['rmse_mm'][r]:>12.1f}" for r in ranges))
+    lines.append(row("MAE (mm)", summary["mae_mm"]))
+    lines.append(row("RMSE (mm)", summary["rmse_mm"]))
     if "dense" in summary:
         d = summary["dense"]
-        lines.append(f"{'dense MAE':<14}" + "".join(f"{d['mae_mm'][r]:>12.1f}" for r in ranges))
-        lines.append(f"{'dense RMSE':<14}" + "".join(f"{d['rmse_mm'][r]:>12.1f}" for r in ranges))
+        lines.append(row("dense MAE", d["mae_mm"]))
+        lines.append(row("dense RMSE", d["rmse_mm"]))
+    if undefined:
+        lines.append(f"n/a ({', '.join(undefined)}): {undefined_reason('/mae_mm/')}")
+    if "dense" in summary:
         ldl = summary["ldl"]
-        lines.append(f"LDL: MAE on LiDAR pixels {ldl['mae_hit_mm']:.1f} mm, elsewhere "
-                     f"{ldl['mae_miss_mm']:.1f} mm (ratio {ldl['miss_hit_ratio']:.2f}); "
-                     f"stripe index {ldl['stripe_index']:.2f}")
+        lines.append(f"LDL: MAE on LiDAR pixels {shown(ldl['mae_hit_mm'], '.1f', '/ldl/mae_hit_mm', ' mm')}, "
+                     f"elsewhere {shown(ldl['mae_miss_mm'], '.1f', '/ldl/mae_miss_mm', ' mm')} (ratio "
+                     f"{shown(ldl['miss_hit_ratio'], '.2f', '/ldl/miss_hit_ratio')}); "
+                     f"stripe index {shown(ldl['stripe_index'], '.2f', '/ldl/stripe_index')}")
     lines.append(f"{summary['num_samples']} images")
     return "\n".join(lines)

@@ -11,7 +11,8 @@ sample order and every sample's augmentation depend only on (seed, epoch, index)
 from one continues exactly. A run whose out_dir already has `latest.ckpt` resumes from it by
 itself (that is how torchrun --max-restarts recovers a killed worker).
 Logs: TensorBoard under out_dir/tb, one JSON line per step in out_dir/train_log.jsonl (rank 0),
-one per skipped bad sample in out_dir/skips.jsonl. Rank 0 holds out_dir/run.lock for the whole
+one per skipped bad sample in out_dir/skips.jsonl (strict JSON: a non-finite loss is null, its
+reason under `nulls`, utils/jsonio.py). Rank 0 holds out_dir/run.lock for the whole
 run (a second run on the same out_dir is refused) and writes config.yaml and run_info.json
 (git commit, library versions) there; a checkpoint in out_dir written with other training
 settings is resumed only when named by train.resume (--resume).
@@ -38,15 +39,16 @@ from tqdm import tqdm
 
 from datasets.build import build_dataset
 from datasets.samplers import EpochIndexed, ResumableDistributedSampler
-from datasets.workers import worker_options
+from datasets.workers import shutdown_workers, worker_options
 from models import SpaDe, pad_to_network
 from models.loss import spade_loss
 from utils.checkpoint import (CheckpointError, link_latest, load_network_state, prune_epoch_checkpoints,
                               read_checkpoint, restore_rng_state, save_checkpoint)
-from utils.config import Config, ConfigError, changed_keys, config_to_dict, normalized_config_dict
+from utils.config import Config, ConfigError, changed_keys, check_config, config_to_dict, normalized_config_dict
 from utils.deps import require
 from utils.distributed import DistInfo, all_gather_objects, all_reduce, barrier, init_distributed
-from utils.engine.evaluate import evaluate, model_predictor
+from utils.engine.evaluate import NULL_REASONS, evaluate, model_predictor
+from utils.jsonio import dumps
 from utils.engine.evaluators import evaluators_for
 from utils.files import atomic_write, remove_orphaned_temp_files
 from utils.provenance import provenance
@@ -133,6 +135,12 @@ def _purge_step_log(path: Path, step: int) -> None:
         path.write_text("".join(kept))
 
 
+# why a step record's value can be null (the JSON lines are strict: utils/jsonio.py)
+STEP_NULL_REASONS = {"/loss/*": "undefined: the loss was not finite at this step, which was skipped "
+                                "without an optimiser update (nonfinite_inputs names the samples whose "
+                                "inputs were not finite)"}
+
+
 class _Logger:
     """Rank 0's TensorBoard writer, JSON-lines step log and progress bar (no-ops elsewhere)."""
 
@@ -167,7 +175,7 @@ class _Logger:
             record = {"step": step, "epoch": epoch, "lr": lr, "skipped": skipped, "loss": terms}
             if skipped:
                 record["nonfinite_inputs"] = nonfinite_inputs or []
-            self.jsonl.write(json.dumps(record) + "\n")
+            self.jsonl.write(dumps(record, reasons=STEP_NULL_REASONS) + "\n")
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{terms['total']:.4g}", lr=f"{lr:.2e}", refresh=False)
         if (step + 1) % self.cfg.train.log_every == 0:
@@ -211,7 +219,7 @@ class _Logger:
                             for r, v in summary["dense"][kind].items()})
         for name, value in scalars.items():
             self.writer.add_scalar(name, value, step)
-        self.val_jsonl.write(json.dumps({"step": step, **summary}) + "\n")
+        self.val_jsonl.write(dumps({"step": step, **summary}, reasons=NULL_REASONS) + "\n")
         self.val_jsonl.flush()
         far = max(summary["mae_mm"], key=int)
         self.message(f"step {step}: val MAE 0-{far} m {summary['mae_mm'][far]:.0f} mm, "
@@ -223,7 +231,7 @@ class _Logger:
         if not self.main:
             return
         for record in records:
-            self.skips_jsonl.write(json.dumps({"step": step, **record}) + "\n")
+            self.skips_jsonl.write(dumps({"step": step, **record}) + "\n")
             self.message(f"step {step}: bad sample {record['index']} skipped ({record['reason']})")
         self.skips_jsonl.flush()
         self.writer.add_scalar("data/skipped_samples", total, step)
@@ -351,7 +359,7 @@ def prepare_out_dir(cfg: Config, run_info: Dict[str, Any]) -> None:
         log.info("removed %d temporary files (%.1f MB) that an interrupted run left in %s", count,
                  size / 1e6, out / "checkpoints")
     atomic_write(out / "config.yaml", lambda f: f.write(yaml.safe_dump(config_to_dict(cfg)).encode()))
-    atomic_write(out / "run_info.json", lambda f: f.write(json.dumps(run_info, indent=2).encode() + b"\n"))
+    atomic_write(out / "run_info.json", lambda f: f.write(dumps(run_info, indent=2).encode() + b"\n"))
 
 
 def log_startup(cfg: Config, dist_info: DistInfo, run_info: Dict[str, Any], train_samples: int,
@@ -374,10 +382,31 @@ def log_startup(cfg: Config, dist_info: DistInfo, run_info: Dict[str, Any], trai
     log.info("training run\n  %s", "\n  ".join(lines))
 
 
+def check_training_config(cfg: Config) -> None:
+    """ConfigError for settings that pass the config's own checks but cannot train: one sample
+    per rank (BatchNorm in train mode needs two), keys that do not fit together."""
+    check_config(cfg)
+    if cfg.train.batch_size < 2:
+        raise ConfigError(f"config key 'train.batch_size': {cfg.train.batch_size} sample per rank cannot "
+                          "train: the network's BatchNorm layers need at least 2 samples per rank in "
+                          "training; set train.batch_size=2 or more")
+
+
+def check_resume_step(step: int, total: int, resume: Path) -> None:
+    """ConfigError when checkpoint `resume`'s step lies beyond this run's `total` steps: the
+    loop would end at once and write nothing."""
+    if not 0 <= step <= total:
+        raise ConfigError(f"{resume} is at step {step}, beyond this run's {total} steps "
+                          "(train.max_steps, else train.epochs x steps per epoch); raise "
+                          "train.max_steps or train.epochs to continue it, or choose another "
+                          "train.out_dir (or train.resume) to start afresh")
+
+
 def train(cfg: Config, stop_after: int = 0) -> Dict[str, Any]:
     """Train per `cfg`; `stop_after` > 0 stops (after saving latest.ckpt) once the global step
     reaches it without changing the schedule, which is how tests interrupt a run. Rank 0 holds
     out_dir/run.lock meanwhile."""
+    check_training_config(cfg)
     dist_info = init_distributed()
     lock = hold_run_lock(cfg) if dist_info.is_main else None
     try:
@@ -407,8 +436,10 @@ def _train(cfg: Config, dist_info: DistInfo, stop_after: int) -> Dict[str, Any]:
     state = {"step": 0, "nonfinite_steps": 0, "nonfinite_in_row": 0, "skipped_samples": 0}
     if resume is not None:
         state = restore_run(resume, bool(cfg.train.resume), cfg, model, optimizer, steps_per_epoch, device)
+        check_resume_step(state["step"], total, resume)
         if dist_info.is_main:
-            log.info("resuming from %s at step %d of %d", resume, state["step"], total)
+            log.info("resuming from %s at step %d of %d%s", resume, state["step"], total,
+                     ": the run is complete, nothing to train" if state["step"] == total else "")
     step, nonfinite_total = state["step"], state["nonfinite_steps"]
     nonfinite_in_row, skipped_total = state["nonfinite_in_row"], state["skipped_samples"]
     run_info = {"provenance": provenance(), "command": sys.argv, "world_size": dist_info.world_size,
@@ -506,6 +537,7 @@ def _train(cfg: Config, dist_info: DistInfo, stop_after: int) -> Dict[str, Any]:
         if step != saved_step:              # ended between checkpoints
             checkpoint("latest.ckpt", step // steps_per_epoch)
     finally:
+        shutdown_workers(loader)        # on an error too: no worker killed at exit with a traceback
         logger.close()
     barrier()
     if dist_info.is_main:
