@@ -12,12 +12,30 @@ and returns `depth` B x 1 x H x W float32 (m). It is exported from the reference
 (`forward` on the padded input, then the crop) with every BN folded into its conv first
 (`models.inference.fold_module`): 948 tensors instead of 3258, which halves the export time;
 the mask decoders feed no output and the exporter drops them from the graph.
+
+Messages filtered, only around the export call (`quiet_export`) and matched by their text, so
+that the tool prints only what concerns the user's export (any other warning still shows):
+- torch's ONNX exporter logs "torchvision is not installed. Skipping torchvision::<op>" four
+  times (nms, roi_align, roi_pool, deform_conv2d; logger
+  torch.onnx._internal.exporter._registration) while it builds its table of op translations;
+  SpaDe uses no torchvision op, so nothing of the graph is skipped.
+- FutureWarning "`isinstance(treespec, LeafSpec)` is deprecated": torch.export constructs the
+  deprecated pytree LeafSpec class inside torch itself (torch.utils._pytree); nothing here or in
+  the caller's code can change it.
+- UserWarning "# The axis name: batch will not be used, since it shares the same shape
+  constraints with another axis: batch.": the four inputs share one dynamic batch dimension,
+  named "batch" for each, and the exporter warns that the second name is dropped although it is
+  the same name; the graph's batch axis is called "batch" (tested). Filtered only when both names
+  are equal: a real conflict of two different names still shows.
 """
 from __future__ import annotations
 
 import importlib.util
+import logging
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 import numpy as np
 import torch
@@ -29,6 +47,35 @@ INPUT_NAMES = ("img", "radar_map", "radar_pts", "radar_count")
 OUTPUT_NAME = "depth"
 # ScatterElements with reduction="max" (the radar map's scatter downscale) needs opset 18.
 OPSET = 18
+# What quiet_export filters (see the module docstring): (logger, message start) and
+# (category, message regex as warnings.filterwarnings matches it)
+EXPORT_NOISE_LOGS = (("torch.onnx._internal.exporter._registration",
+                      "torchvision is not installed. Skipping torchvision::"),)
+EXPORT_NOISE_WARNINGS = (
+    (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+    (UserWarning, r"# The axis name: (\S+) will not be used, since it shares the same shape constraints "
+                  r"with another axis: \1\.$"),
+)
+
+
+@contextmanager
+def quiet_export() -> Iterator[None]:
+    """Inside: the exporter's known-harmless messages (EXPORT_NOISE_LOGS, EXPORT_NOISE_WARNINGS)
+    are dropped; every other log record and warning passes. The filters are removed on exit."""
+    filters = []
+    for name, start in EXPORT_NOISE_LOGS:
+        def keep(record: logging.LogRecord, start: str = start) -> bool:
+            return not record.getMessage().startswith(start)
+        logging.getLogger(name).addFilter(keep)
+        filters.append((logging.getLogger(name), keep))
+    try:
+        with warnings.catch_warnings():
+            for category, pattern in EXPORT_NOISE_WARNINGS:
+                warnings.filterwarnings("ignore", message=pattern, category=category)
+            yield
+    finally:
+        for logger, keep in filters:
+            logger.removeFilter(keep)
 
 
 def example_inputs(height: int, width: int, max_points: int = 200, batch: int = 2) -> Dict[str, torch.Tensor]:
@@ -69,7 +116,7 @@ def export_onnx(model: nn.Module, path: str | Path, height: int, width: int,
     graph = PredictGraph(model).eval()
     example = example_inputs(height, width, max_points)   # batch 2: torch.export keeps B symbolic
     batch = torch.export.Dim("batch")
-    with torch.no_grad():
+    with torch.no_grad(), quiet_export():
         torch.onnx.export(graph, tuple(example[name] for name in INPUT_NAMES), str(path),
                           dynamo=True, opset_version=opset, external_data=False,
                           input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],

@@ -1,5 +1,8 @@
-"""Shared fixtures: the read-only data beside the repository (skipped when absent)."""
+"""Shared fixtures: the read-only data beside the repository (skipped when absent), and the
+run's closing list of what was skipped and why (pytest_terminal_summary)."""
+import re
 import sys
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -78,3 +81,51 @@ def real_infos(real_records, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("real_infos") / "val.pkl"
     save_infos(real_records, path)
     return path
+
+
+# What each folder of SHARED holds: the tests that skip without it (pytest_terminal_summary)
+SHARED_CONTENT = {
+    "nuscenes-real": "the real nuScenes slice: the real-data tests",
+    "reference": "the released network's weights: the fidelity tests",
+    "reference/golden": "the released network's own outputs: the fidelity tests",
+}
+MAX_REASON_LINES = 6
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    text = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return text.removeprefix("Skipped: ").strip()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """End the run with its skips grouped by reason (counts, not one line per test), and how to
+    run the ones that need ../shared."""
+    reasons = Counter(_skip_reason(r) for r in terminalreporter.stats.get("skipped", []))
+    if not reasons:
+        return
+    absent = re.compile(rf"^{re.escape(str(SHARED))}/(\S+) is absent$")
+    shared_lines, other = Counter(), Counter()
+    for reason, count in reasons.items():
+        found = absent.match(reason)
+        if found:
+            shared_lines[found.group(1)] += count
+        elif reason.startswith("EXEMPT: "):          # tests/test_docs.py: its table says why
+            other["documented command not run here (tests/test_docs.py EXEMPT lists why)"] += count
+        else:
+            other[reason] += count
+    plural = lambda n: f"{n} test{'s' if n != 1 else ''}"    # noqa: E731
+    write = terminalreporter.write_line
+    terminalreporter.write_sep("=", f"what was skipped ({plural(sum(reasons.values()))})")
+    for folder, count in sorted(shared_lines.items()):
+        what = SHARED_CONTENT.get(folder) or SHARED_CONTENT.get(folder.split("/")[0], "")
+        write(f"{plural(count)} skipped because ../shared/{folder} is absent" + (f" ({what})" if what else ""))
+    if shared_lines:
+        write(f"  to run them: place the project's shared folder (nuscenes-real/, reference/) beside the "
+              f"repository, as {SHARED}; the tests find it there by themselves")
+    shown = other.most_common(MAX_REASON_LINES)
+    for reason, count in shown:
+        write(f"{plural(count)} skipped: {reason[:160]}")
+    if len(other) > len(shown):
+        rest = sum(other.values()) - sum(c for _, c in shown)
+        write(f"{plural(rest)} skipped for {len(other) - len(shown)} other reasons (pytest -rs lists each)")

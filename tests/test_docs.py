@@ -59,13 +59,14 @@ FILES = {
     "model.ckpt": (["model.ckpt"], "seeded random weights + the demo config at the tiny size"),
     "checkpoints/model.ckpt": (["model.ckpt"], "the same checkpoint"),
     "outputs/demo/run/checkpoints/latest.ckpt": (["model.ckpt"], "the same checkpoint"),
-    "model.safetensors": (["model.safetensors", "model.json"], "tools/export_weights.py of it"),
+    "old_run.pth": (["model.ckpt"], "the same checkpoint (--trust-pickle reads any torch.save file)"),
+    "outputs/model.safetensors": (["model.safetensors", "model.json"], "tools/export_weights.py of it"),
     "frame.jpg": (["frame.jpg"], "the first val frame's CAM_FRONT image"),
     "K.json": (["K.json"], "its calibrated_sensor record"),
     "radar.pcd": (["radar.pcd"], "its RADAR_FRONT key-frame .pcd"),
     "E.json": (["E.json"], "RADAR_FRONT -> CAM_FRONT"),
     "radar_cam.npy": (["radar_cam.npy"], "the .pcd's points in the camera frame"),
-    "spade.onnx": (["spade.onnx"], "tools/export_onnx.py of the checkpoint at the frame's size"),
+    "outputs/spade.onnx": (["spade.onnx"], "tools/export_onnx.py of the checkpoint at the frame's size"),
     "infos/nuscenes_radar_5sweeps_infos_val.pkl": (["real_val.pkl"], "the real slice's val info "
                                                    "file, kept from `create_infos.py --out-dir infos`"),
 }

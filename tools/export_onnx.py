@@ -1,5 +1,11 @@
 """Export SpaDe to ONNX at a fixed image size and optionally check it in onnxruntime (needs the
-onnx extra: pip install -e ".[onnx]")."""
+onnx extra: pip install -e ".[onnx]").
+
+Output: the exporter's progress lines, `wrote ...` and the check's result. Three framework messages
+of a correct export are filtered around the export call only, by their text (models/onnx_export.py,
+quiet_export, says why each is harmless): "torchvision is not installed. Skipping torchvision::<op>"
+(4 ops), torch's internal FutureWarning "`isinstance(treespec, LeafSpec)` is deprecated" and
+"The axis name: batch will not be used, since it shares ... another axis: batch"."""
 from __future__ import annotations
 
 import argparse
@@ -13,8 +19,8 @@ from utils.cli import make_parser  # noqa: E402
 from utils.config import ConfigError  # noqa: E402
 
 EXAMPLES = """
-python tools/export_onnx.py -m model.ckpt --height 900 --width 1600 --out spade.onnx --check
-python tools/export_onnx.py -m outputs/demo/run/checkpoints/latest.ckpt --height 225 --width 400 --out demo.onnx --check
+python tools/export_onnx.py -m model.ckpt --height 900 --width 1600 --out outputs/spade.onnx --check
+python tools/export_onnx.py -m outputs/demo/run/checkpoints/latest.ckpt --height 225 --width 400 --out outputs/demo.onnx --check
 """
 
 EPILOG = """The graph takes the raw H x W inputs of SpaDe.predict and pads/crops inside:

@@ -9,7 +9,6 @@ the bytes written do not depend on the number of workers.
 from __future__ import annotations
 
 import functools
-import json
 import multiprocessing
 import shutil
 from pathlib import Path
@@ -29,6 +28,7 @@ from datasets.synthetic.lidar import Lidar
 from datasets.synthetic.radar import REAL, Radar
 from datasets.synthetic.sensors import CAMERA, CHANNELS, LIDAR, Frame, frame_rng, timeline
 from datasets.synthetic.world import Scene, build_scene
+from utils.jsonio import dumps
 
 OUTPUTS = ("samples", "sweeps", "seg_mask", "depth_dense", "maps", "v1.0-trainval", "splits.json",
            "synthetic_config.yaml")
@@ -90,7 +90,7 @@ def generate(cfg: SyntheticConfig, root: Path, overwrite: bool = False, progress
     wr.write_image(root / tables["map"][0]["filename"], np.zeros((8, 8), np.uint8))
     wr.write_tables(root / "v1.0-trainval", tables)
     splits = split_scenes([r["name"] for r in tables["scene"]], cfg.val_fraction)
-    (root / "splits.json").write_text(json.dumps(splits, indent=1) + "\n")
+    (root / "splits.json").write_text(dumps(splits, indent=1) + "\n")
     return root
 
 

@@ -6,7 +6,6 @@ zero padding as in the real files: the devkit needs at least one byte after the 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -14,6 +13,7 @@ import cv2
 import numpy as np
 
 from datasets.synthetic.radar import RADAR_DTYPE, RADAR_FIELDS
+from utils.jsonio import dumps
 
 RADAR_PAD_BYTES = 64
 
@@ -56,5 +56,4 @@ def write_tables(folder: Path, tables: Dict[str, List[Dict[str, Any]]]) -> None:
     """One <name>.json per table in `folder` (the version folder, e.g. <root>/v1.0-trainval)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, records in tables.items():
-        with open(folder / f"{name}.json", "w") as f:
-            json.dump(records, f, indent=1)
+        (folder / f"{name}.json").write_text(dumps(records, indent=1))

@@ -6,7 +6,6 @@ the demo's budget and evaluated with the leakage measures that only dense truth 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -16,11 +15,12 @@ import yaml
 
 from datasets.build import build_dataset
 from utils.config import load_config
-from utils.engine.evaluate import evaluate, format_table, model_predictor
+from utils.engine.evaluate import NULL_REASONS, evaluate, format_table, model_predictor
 from utils.engine.evaluators import evaluators_for
 from utils.engine.runs import REPO, ensure_world, trained_model
 from utils.engine.tables import ablation_markdown
 from utils.files import write_png
+from utils.jsonio import dumps
 from utils.visualize import depth_tile, image_bgr, panel
 
 ABLATIONS = REPO / "configs" / "ablation"
@@ -83,7 +83,7 @@ def run_ablation(paths: Sequence[Path], overrides: Sequence[str], out: Path) -> 
     `full` and `no_disruption` ran, out/ldl_stripes.png. Returns the rows."""
     rows = [run_one(p, overrides) for p in paths]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / "table.json").write_text(dumps(rows, indent=2, reasons=NULL_REASONS) + "\n")
     (out / "table.md").write_text(ablation_markdown(rows))
     print(ablation_markdown(rows))
     if {"full", "no_disruption"} <= {row["name"] for row in rows}:

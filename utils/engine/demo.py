@@ -4,12 +4,11 @@ and its evaluation on the val split beside two non-learned baselines (models/bas
     metrics = run_demo(load_config("configs/synthetic_demo.yaml"), Path("outputs/demo"))
 
 Writes out/metrics.json (`model`, `baseline_radar`, `baseline_row_median`: each the evaluation
-summary, with mae_mm / rmse_mm per range, dense-truth and leakage measures; `meta`: timings) and
-out/panel.png.
+summary, with mae_mm / rmse_mm per range, dense-truth and leakage measures; `meta`: timings;
+undefined values null, with their reasons under `nulls`: utils/jsonio.py) and out/panel.png.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Dict
@@ -21,10 +20,11 @@ from datasets.build import build_dataset
 from models import SpaDe
 from models.baselines import RadarColumnDepth, RowMedianDepth
 from utils.config import Config
-from utils.engine.evaluate import evaluate, format_table, model_predictor
+from utils.engine.evaluate import NULL_REASONS, evaluate, format_table, model_predictor
 from utils.engine.evaluators import evaluators_for
 from utils.engine.runs import ensure_world, trained_model
 from utils.files import write_png
+from utils.jsonio import write_json
 from utils.visualize import depth_tile, error_tile, image_bgr, panel
 
 BASELINES = ("baseline_radar", "baseline_row_median")
@@ -77,7 +77,7 @@ def run_demo(cfg: Config, out: Path, meta: Dict[str, Any]) -> Dict[str, Any]:
                        "seconds_world": round(world_s, 1), "seconds_training": round(train_s, 1),
                        "seconds_total": round(time.perf_counter() - start, 1)}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out / "metrics.json", metrics, reasons=NULL_REASONS)     # NaN -> null + "nulls"
     write_png(out / "panel.png", demo_panel(model, val_set[len(val_set) // 2], float(max(cfg.eval.ranges_m))))
     return metrics
 

@@ -28,16 +28,21 @@ from datasets.build import build_dataset
 from datasets.nuscenes_dataset import RadarCameraDataset
 from models import SpaDe
 from utils.config import Config, apply_mapping, config_to_dict, load_config, parse_overrides
-from utils.engine.evaluate import evaluate, model_predictor
+from utils.engine.evaluate import NULL_REASONS, evaluate, model_predictor
 from utils.engine.evaluators import evaluators_for
 from utils.engine.runs import REPO, ensure_world, train_in_parallel, trained_model
 from utils.engine.tables import noise_markdown, published_markdown, table_markdown
 from utils.files import write_png
+from utils.jsonio import dumps, restore
 from utils.visualize import depth_tile, error_tile, image_bgr, panel
 
 ROWS = REPO / "configs" / "science" / "rows.yaml"
 PUBLISHED = REPO / "configs" / "science" / "published.yaml"
 REFERENCE_ROW = "sparse_released"
+# why a value of table.json can be null (utils/jsonio.py): the runs' summaries, the label quality
+TABLE_NULL_REASONS = {**NULL_REASONS,
+                      "*/label_quality/*": "undefined: no labelled pixel of the train key frames has "
+                                           "exact truth to compare with"}
 log = logging.getLogger(__name__)
 
 
@@ -83,7 +88,7 @@ def evaluated_run(cfg: Config) -> Tuple[Dict[str, Any], SpaDe]:
     stamp = {"checkpoint_mtime_ns": ckpt.stat().st_mtime_ns, "val_infos": cfg.data.val_infos,
              "eval": config_to_dict(cfg)["eval"]}
     if cache.is_file():
-        kept = json.loads(cache.read_text())
+        kept = restore(json.loads(cache.read_text()))      # its nulls: NaN again, as computed
         if kept.get("stamp") == stamp:
             return kept["summary"], model
     summary = evaluate(model_predictor(model, cfg.eval.optimized),
@@ -92,7 +97,7 @@ def evaluated_run(cfg: Config) -> Tuple[Dict[str, Any], SpaDe]:
                        device=next(model.parameters()).device, num_workers=cfg.data.num_workers,
                        desc=Path(cfg.train.out_dir).parent.name, progress=False)["summary"]
     summary["seconds_train_or_load"] = round(trained_s, 1)
-    cache.write_text(json.dumps({"stamp": stamp, "summary": summary}, indent=2) + "\n")
+    cache.write_text(dumps({"stamp": stamp, "summary": summary}, indent=2, reasons=NULL_REASONS) + "\n")
     return summary, model
 
 
@@ -218,6 +223,6 @@ def write_outputs(results: List[Dict[str, Any]], out: Path) -> None:
             + noise_markdown(results, REFERENCE_ROW, ranges[-1]))
     if on_real_data:
         text += "\n" + published_markdown(yaml.safe_load(PUBLISHED.read_text()), ranges)
-    (out / "table.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "table.json").write_text(dumps(results, indent=2, reasons=TABLE_NULL_REASONS) + "\n")
     (out / "table.md").write_text(text)
     print(text)

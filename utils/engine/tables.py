@@ -58,10 +58,16 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Optional[Tuple[float, float
     return float(np.mean(a) - np.mean(b)), float(student_t.ppf(0.975, dof) * se)
 
 
+def _number(x: Any, spec: str, unit: str = "") -> str:
+    """`x` formatted, or "n/a" when it is None (null in JSON) or not finite."""
+    return f"{x:{spec}}{unit}" if isinstance(x, (int, float)) and math.isfinite(x) else "n/a"
+
+
 def _label_cells(quality: Optional[Dict[str, float]]) -> List[str]:
     if not quality:
         return ["n/a"] * 3
-    return [f"{quality['mae_mm']:.0f}", f"{quality['far_off_pct']:.1f} %", f"{quality['coverage_pct']:.1f} %"]
+    return [_number(quality.get("mae_mm"), ".0f"), _number(quality.get("far_off_pct"), ".1f", " %"),
+            _number(quality.get("coverage_pct"), ".1f", " %")]
 
 
 def _paper_cell(paper: Optional[Dict[str, Any]], ranges: Sequence[str]) -> str:
@@ -140,16 +146,24 @@ def ablation_markdown(rows: List[Dict[str, Any]]) -> str:
     head = (["ablation", "changes"] + [f"MAE 0-{r} m" for r in ranges] + [f"RMSE 0-{far} m",
             f"dense MAE 0-{far} m", "MAE on LiDAR px", "MAE elsewhere", "ratio", "stripe index"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    undefined: Dict[str, List[str]] = {}          # pointer of an n/a value -> the rows
     for row in rows:
         s = row["summary"]
         ldl, dense = s.get("ldl", {}), s.get("dense", {}).get("mae_mm", {})
-        cells = ([row["name"], row["changes"]] + [f"{s['mae_mm'][r]:.0f}" for r in ranges]
-                 + [f"{s['rmse_mm'][far]:.0f}", f"{dense.get(far, float('nan')):.0f}",
-                    f"{ldl.get('mae_hit_mm', float('nan')):.0f}",
-                    f"{ldl.get('mae_miss_mm', float('nan')):.0f}",
-                    f"{ldl.get('miss_hit_ratio', float('nan')):.2f}",
-                    f"{ldl.get('stripe_index', float('nan')):.2f}"])
+        values = ([(f"/mae_mm/{r}", s["mae_mm"].get(r), ".0f") for r in ranges]
+                  + [(f"/rmse_mm/{far}", s["rmse_mm"].get(far), ".0f"), (f"/dense/mae_mm/{far}", dense.get(far), ".0f")]
+                  + [(f"/ldl/{k}", ldl.get(k), spec) for k, spec in (("mae_hit_mm", ".0f"), ("mae_miss_mm", ".0f"),
+                                                                      ("miss_hit_ratio", ".2f"), ("stripe_index", ".2f"))])
+        cells = [row["name"], row["changes"]]
+        for pointer, value, spec in values:
+            cells.append(_number(value, spec))
+            if cells[-1] == "n/a" and (ldl or not pointer.startswith("/ldl")) and (dense or "dense" not in pointer):
+                undefined.setdefault(pointer, []).append(row["name"])
         lines.append("| " + " | ".join(cells) + " |")
+    if undefined:
+        from utils.engine.evaluate import undefined_reason
+        lines += [""] + [f"n/a at {pointer.strip('/')} ({', '.join(names)}): {undefined_reason(pointer)}"
+                         for pointer, names in undefined.items()]
     return ("Errors in mm on the synthetic val split (LiDAR ground truth unless 'dense'); leakage "
             "measures of utils/ldl.py against the dense truth (ratio = elsewhere / on LiDAR "
             "pixels; stripe index 1 = the truth's vertical/horizontal gradient balance).\n\n"
