@@ -1,6 +1,5 @@
 """Training labels other than the released single LiDAR sweep, and how wrong a label is.
 
-    check_label_config(cfg.data)                      # ValueError naming the keys
     label_m = read_label(root, cfg.data, name)        # H x W float32 (m), 0 = none; None for 'lidar'
     counts = label_error_counts(label_m, truth_m)     # per frame; pooled_label_error([...]) per set
 
@@ -28,20 +27,6 @@ FAR_OFF_M = 1.0                 # a label pixel "more than 1 m off" the exact tr
 
 class MissingLabelError(FileNotFoundError):
     """A label map named by data.label_dir is absent (never skipped: the label set is incomplete)."""
-
-
-def check_label_config(data_cfg) -> None:
-    """Raise ValueError naming the keys when data.label_kind / data.label_dir do not fit together."""
-    kind, folder = data_cfg.label_kind, data_cfg.label_dir
-    if kind not in LABEL_KINDS:
-        raise ValueError(f"data.label_kind={kind!r}; expected one of {LABEL_KINDS}")
-    if kind == "lidar" and folder:
-        raise ValueError(f"data.label_dir={folder!r} is set but data.label_kind is 'lidar' (the released "
-                         "single-sweep label); set data.label_kind=depth_png to train on that folder's "
-                         "maps, or data.label_dir= (empty) for the released label")
-    if kind == "depth_png" and not folder:
-        raise ValueError("data.label_kind=depth_png needs data.label_dir (e.g. depth_dense for the synthetic "
-                         "world's exact truth, dense_labels/<preset> for tools/make_dense_labels.py)")
 
 
 def label_folder(root: str | Path, label_dir: str) -> Path:

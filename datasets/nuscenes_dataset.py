@@ -31,10 +31,11 @@ from datasets.sample import SEG_LUT, Frame, eval_sample, radar_features, radar_m
 from datasets.infos import CAMERA, LIDAR, InfoFileError, entry_path, entry_poses, load_infos
 from datasets.io import (DataFileError, read_depth_png, read_image_bgr, read_lidar_points,
                          read_seg_mask, resolve_data_path)
-from datasets.label_maps import check_label_config, read_label
+from datasets.label_maps import read_label
 from datasets.records import BadRecordError, check_records
 from datasets.occlusion import occlusion_keep, scaled_radius_px
 from datasets.workers import reuse_freed_buffers
+from utils.config import check_config
 
 MAX_CONSECUTIVE_SKIPS = 10
 MODES = ("train", "eval")
@@ -61,7 +62,7 @@ class RadarCameraDataset(Dataset):
             raise ValueError(f"mode={mode!r}; expected one of {MODES}")
         if cfg.data.disruption not in augment.DISRUPTIONS:
             raise ValueError(f"data.disruption={cfg.data.disruption!r}; expected one of {augment.DISRUPTIONS}")
-        check_label_config(cfg.data)
+        check_config(cfg)                       # data.label_kind / label_dir fit together
         self.cfg, self.mode = cfg, mode
         self.root = Path(data_root if data_root is not None else cfg.data.root)
         self.seg_dir = Path(cfg.data.seg_mask_dir) if cfg.data.seg_mask_dir else self.root / "seg_mask"
