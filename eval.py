@@ -32,6 +32,8 @@ python eval.py -m outputs/demo/run/checkpoints/latest.ckpt --out outputs/demo/ev
 python eval.py -m checkpoints/model.ckpt --config configs/spade_nuscenes.yaml --data-root data/nuscenes \\
     --infos data/nuscenes_radar_5sweeps_infos_val.pkl --out outputs/results.json
 python eval.py -m outputs/model.safetensors --save-pred outputs/preds/ --save-vis outputs/vis/ --vis-every 10 eval.batch_size=8
+python eval.py -m checkpoints/model.ckpt --config configs/spade_nuscenes.yaml --data-root data/nuscenes \\
+    --infos data/nuscenes_radar_5sweeps_infos_val.pkl --out outputs/surround.json data.cameras=all data.radars=all
 """
 EPILOG = """Configuration: defaults <- the checkpoint's own config (checkpoints written by
 train_DDP.py carry it) or --config when given <- key=value overrides <- the flags below.
@@ -40,7 +42,10 @@ exported by tools/export_weights.py (X.safetensors, config from X.json beside it
 
 --out X.json writes the summary JSON (num_samples, mae_mm / rmse_mm per range, dense / ldl
 measures where the data has dense truth, the config, and the provenance: git commit and library
-versions) and the per-image CSV X.csv beside it. --save-pred writes <image basename>.png,
+versions) and the per-image CSV X.csv beside it. Every (key frame, camera) image of
+data.cameras counts once in the pooled numbers; per_camera holds the same summary for each
+camera's images alone, the CSV names each image's camera, and the console shows a row per camera
+when there are several. --save-pred writes <image basename>.png,
 uint16 millimetres (saturating at 65.535 m). --save-vis writes coloured panels (image, radar,
 prediction, LiDAR, error). Every file is written atomically; each output is locked for the run
 (a second eval.py writing the same one is refused), and checked writable before the model runs."""

@@ -28,7 +28,7 @@ import io
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -242,10 +242,14 @@ def frame_sample(frame: Frame, cfg) -> Dict[str, Any]:
     return eval_sample(frame, cfg.data, np.random.default_rng(0))
 
 
-def _find_index(records, infos_path, name: Optional[str], sample_token: Optional[str]) -> int:
+def find_record_index(records, infos_path, name: Optional[str], sample_token: Optional[str],
+                      cameras: Sequence[str] = (CAMERA,)) -> int:
+    """Index of the record whose sample token is `sample_token`, or whose image of one of
+    `cameras` has basename `name`; PredictInputError naming the selectors when none does."""
     for i, record in enumerate(records):
+        cams = [record.get("cam_infos", {}).get(camera) for camera in cameras]
         if (sample_token is not None and record.get("sample_token") == sample_token) or \
-                (name is not None and Path(entry_path(record["cam_infos"][CAMERA])).stem == name):
+                (name is not None and any(cam and Path(entry_path(cam)).stem == name for cam in cams)):
             return i
     wanted = f"sample token {sample_token}" if sample_token is not None else f"image name {name}"
     raise PredictInputError(f"info file {infos_path} has no record with {wanted}; pick the frame by "
@@ -255,7 +259,8 @@ def _find_index(records, infos_path, name: Optional[str], sample_token: Optional
 def nuscenes_sample(cfg, data_root: str | Path, *, infos_path: Optional[str | Path] = None,
                     index: Optional[int] = None, name: Optional[str] = None,
                     sample_token: Optional[str] = None, version: str = "v1.0-trainval") -> Dict[str, Any]:
-    """The dataset's eval-mode sample of one nuScenes frame (CAM_FRONT + RADAR_FRONT key frame).
+    """The dataset's eval-mode sample of one nuScenes frame (the key frame's image of
+    data.cameras[0] with data.radars: released, CAM_FRONT + RADAR_FRONT).
 
     With `infos_path`: the record at `index`, or the one whose image basename is `name` or whose
     sample token is `sample_token`; the sample is then exactly what eval.py feeds the network for
@@ -267,11 +272,16 @@ def nuscenes_sample(cfg, data_root: str | Path, *, infos_path: Optional[str | Pa
         records = load_infos(infos_path)
         check_records(records, infos_path, keep_bad=False)      # InfoFileError: one line
         if index is None:
-            index = _find_index(records, infos_path, name, sample_token)
+            index = find_record_index(records, infos_path, name, sample_token, cfg.data.cameras)
         if not 0 <= index < len(records):
             raise PredictInputError(f"--index {index} is out of range: info file {infos_path} has "
                                     f"{len(records)} records")
-        return build_dataset(cfg, "val", infos=infos_path, data_root=data_root)[index]
+        ds = build_dataset(cfg, "val", infos=infos_path, data_root=data_root)
+        pair = (index, cfg.data.cameras[0])
+        if pair not in ds.pairs:
+            raise PredictInputError(f"record {index} of info file {infos_path} has no usable "
+                                    f"{pair[1]} image under {data_root}")
+        return ds[ds.pairs.index(pair)]
     if sample_token is None:
         raise PredictInputError("a nuScenes frame needs --sample-token, or --infos with --index, "
                                 "--name or --sample-token")

@@ -27,10 +27,11 @@ from tqdm import tqdm
 from datasets.geometry import pose_matrix
 from datasets.io import DataFileError
 from utils import safe_pickle
+from utils.config import NUSCENES_CAMERAS as CAMERAS, NUSCENES_RADARS as RADARS  # noqa: F401 (re-exported)
 
 SCHEMA_VERSION = 1
 RADAR_SWEEPS = 5
-CAMERA, LIDAR, RADAR = "CAM_FRONT", "LIDAR_TOP", "RADAR_FRONT"    # what RadarCameraDataset reads
+CAMERA, LIDAR, RADAR = "CAM_FRONT", "LIDAR_TOP", "RADAR_FRONT"    # the released pair (+ labels)
 VERSION_SPLITS = {"v1.0-trainval": ("train", "val"), "v1.0-test": ("test",),
                   "v1.0-mini": ("mini_train", "mini_val")}
 log = logging.getLogger(__name__)
@@ -267,6 +268,12 @@ def load_infos(path: str | Path) -> List[Dict[str, Any]]:
         raise InfoFileError(f"info file {path} has schema version {newest}; this code reads up to "
                             f"{SCHEMA_VERSION}: update the code or regenerate the file")
     return records
+
+
+def released_pair(cameras, radars) -> bool:
+    """Whether data.cameras / data.radars are the released CAM_FRONT with RADAR_FRONT (whose
+    samples follow the release exactly, radar points behind the camera included)."""
+    return list(cameras) == [CAMERA] and list(radars) == [RADAR]
 
 
 def entry_path(entry: Dict[str, Any]) -> str:

@@ -1,12 +1,14 @@
 """Building prior-work dense labels for the key frames of an info file (the engine of
 tools/make_dense_labels.py and tools/science.py): accumulate the LiDAR sweeps around each key frame
-(datasets/dense_labels.py, presets in configs/dense_labels/) and write <root>/<label dir>/<image>.png
+(datasets/dense_labels.py, presets in configs/dense_labels/) into the image of each chosen camera
+(default CAM_FRONT; data.cameras) and write <root>/<label dir>/<image>.png
 (uint16 mm, 0 = no label; atomic), <label dir>/recipe.yaml (the recipe; a folder built with another
 recipe is refused) and <label dir>/frames.jsonl (a line per frame: sweeps used and why any are
 missing, point and pixel counts, and where the root has the exact truth depth_dense/, the label's
 error against it). Resumable: frames already listed with their PNG are skipped.
 
     summary = build_labels("data/synthetic", "data/synthetic/..._train.pkl", "accum_boxes")
+    summary = build_labels("data/nuscenes", "data/..._train.pkl", "accum_boxes", cameras=CAMERAS)
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import math
 import multiprocessing
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import yaml
@@ -41,9 +43,9 @@ CHUNK_PER_WORKER = 8
 log = logging.getLogger(__name__)
 
 
-def camera_of(record: Dict[str, Any], root: Path) -> Camera:
-    """The key frame's CAM_FRONT geometry (size from the record, else from the image)."""
-    cam = record["cam_infos"][CAMERA]
+def camera_of(record: Dict[str, Any], root: Path, camera: str = CAMERA) -> Camera:
+    """The key frame's geometry of `camera` (size from the record, else from the image)."""
+    cam = record["cam_infos"][camera]
     height, width = cam.get("height"), cam.get("width")
     if height is None or width is None:
         height, width = read_image_bgr(resolve_data_path(root, entry_path(cam))).shape[:2]
@@ -52,8 +54,9 @@ def camera_of(record: Dict[str, Any], root: Path) -> Camera:
                   int(height), int(width), camera2ego, ego2global)
 
 
-def frame_name(record: Dict[str, Any]) -> str:
-    return Path(entry_path(record["cam_infos"][CAMERA])).stem
+def frame_name(record: Dict[str, Any], camera: str = CAMERA) -> str:
+    """The basename of `camera`'s image (nuScenes basenames hold the channel): the label's name."""
+    return Path(entry_path(record["cam_infos"][camera])).stem
 
 
 def label_one(job: Dict[str, Any]) -> Dict[str, Any]:
@@ -104,21 +107,24 @@ def check_recipe(folder: Path, preset: str, recipe: LabelRecipe) -> None:
     atomic_write(path, lambda f: f.write(yaml.safe_dump(wanted, sort_keys=False).encode()))
 
 
-def jobs(records: List[Dict[str, Any]], nusc, root: Path, folder: Path, recipe: LabelRecipe
+def jobs(todo: List[Tuple[Dict[str, Any], List[str]]], nusc, root: Path, folder: Path, recipe: LabelRecipe
          ) -> Iterator[Dict[str, Any]]:
-    """One job per frame: its sweeps, the moving boxes at each (needs the tables), its camera."""
+    """One job per (key frame, camera) of `todo` (record, its cameras to build): the key frame's
+    sweeps and the moving boxes at each (needs the tables; found once per key frame), the camera."""
     moving = MovingBoxes(nusc, recipe.moving_speed_mps)
-    for record in records:
+    for record, cameras in todo:
         try:
             plan: SweepPlan = sweep_plan(nusc, record, recipe.sweeps_before, recipe.sweeps_after)
         except KeyError:
-            raise LabelBuildError(f"the LiDAR key frame of {frame_name(record)} is not in the {nusc.version} "
-                             f"tables under {root}; pass the --data-root and --version the info file was "
-                             "made from") from None
-        yield {"root": str(root), "name": frame_name(record), "sample_token": record.get("sample_token"),
-               "plan": plan, "recipe": recipe, "camera": camera_of(record, root),
-               "moving_boxes": {s.sample_data_token: moving(s.sample_data_token) for s in plan.sweeps},
-               "out": folder / f"{frame_name(record)}.png"}
+            raise LabelBuildError(f"the LiDAR key frame of {frame_name(record, cameras[0])} is not in the "
+                             f"{nusc.version} tables under {root}; pass the --data-root and --version the "
+                             "info file was made from") from None
+        boxes = {s.sample_data_token: moving(s.sample_data_token) for s in plan.sweeps}
+        for camera in cameras:
+            name = frame_name(record, camera)
+            yield {"root": str(root), "name": name, "sample_token": record.get("sample_token"),
+                   "plan": plan, "recipe": recipe, "camera": camera_of(record, root, camera),
+                   "moving_boxes": boxes, "out": folder / f"{name}.png"}
 
 
 def chunks(items: Iterator[Dict[str, Any]], size: int) -> Iterator[List[Dict[str, Any]]]:
@@ -134,10 +140,11 @@ def chunks(items: Iterator[Dict[str, Any]], size: int) -> Iterator[List[Dict[str
 
 def build_labels(root: str | Path, infos: str | Path, preset: str, label_dir: Optional[str] = None,
                  version: str = "v1.0-trainval", workers: int = 1, overrides: Sequence[str] = (),
-                 progress: bool = True) -> Dict[str, Any]:
+                 progress: bool = True, cameras: Sequence[str] = (CAMERA,)) -> Dict[str, Any]:
     """Build the missing labels of `preset` (configs/dense_labels/<preset>.yaml or a YAML path,
-    key=value `overrides`) for the key frames of `infos` into <root>/<label_dir> (default
-    dense_labels/<preset>); returns the summary that `summarise` writes."""
+    key=value `overrides`) for the images of `cameras` of the key frames of `infos` into
+    <root>/<label_dir> (default dense_labels/<preset>); returns the summary that `summarise`
+    writes (over every key frame and camera)."""
     root = Path(root)
     recipe = load_recipe(preset, overrides)
     name = Path(preset).stem
@@ -145,12 +152,15 @@ def build_labels(root: str | Path, infos: str | Path, preset: str, label_dir: Op
     folder.mkdir(parents=True, exist_ok=True)
     check_recipe(folder, name, recipe)
     records = load_infos(infos)
-    check_records(records, infos, keep_bad=False)      # InfoFileError: one line naming the record
+    check_records(records, infos, keep_bad=False, cameras=tuple(cameras))   # InfoFileError: one line
     frames_path = folder / "frames.jsonl"
     done = read_done(frames_path)
-    todo = [r for r in records if not (frame_name(r) in done and (folder / f"{frame_name(r)}.png").is_file())]
-    log.info("%s: %d key frames, %d to build (%s)", folder, len(records), len(todo), name)
-    bar = tqdm(total=len(todo), desc=f"labels {name}", unit="frame", disable=not progress)
+    todo = [(r, [c for c in cameras if not (frame_name(r, c) in done and
+                                            (folder / f"{frame_name(r, c)}.png").is_file())]) for r in records]
+    todo = [(r, missing) for r, missing in todo if missing]
+    count = sum(len(missing) for _, missing in todo)
+    log.info("%s: %d key frames x %d camera(s), %d to build (%s)", folder, len(records), len(cameras), count, name)
+    bar = tqdm(total=count, desc=f"labels {name}", unit="frame", disable=not progress)
     pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 and todo else None
     try:
         with open(frames_path, "a") as frames:
@@ -168,7 +178,7 @@ def build_labels(root: str | Path, infos: str | Path, preset: str, label_dir: Op
         if pool is not None:
             pool.close()
             pool.join()
-    return summarise(folder, [done[frame_name(r)] for r in records], Path(infos).stem)
+    return summarise(folder, [done[frame_name(r, c)] for r in records for c in cameras], Path(infos).stem)
 
 
 # why a value of quality_<infos>.json can be null (strict JSON: utils/jsonio.py)

@@ -1,8 +1,17 @@
-"""`RadarCameraDataset`: CAM_FRONT image + RADAR_FRONT key frame + LIDAR_TOP labels (docs/spade.md 1-2).
+"""`RadarCameraDataset`: camera image + radar key frames + LIDAR_TOP labels (docs/spade.md 1-2).
 
     ds = RadarCameraDataset(cfg, cfg.data.train_infos, mode="train")
     ds.set_epoch(epoch)
     sample = ds[i]          # dict of docs/architecture.md, NumPy float32 C x H x W arrays
+    record_index, camera = ds.pairs[i]
+
+One sample per (key frame, camera) pair of data.cameras (released: CAM_FRONT only), record-major;
+a camera's radar input is the points of every radar of data.radars (released: RADAR_FRONT)
+through each radar's own pose into the camera at the camera's time (datasets/radar_sweeps.py).
+Outside the released pair, a camera the record lacks or whose image file is missing leaves out
+that pair only (listed in `dropped_pairs`, one warning), and points at depth <= 0 (behind the
+camera, which the released in-image test mirrors in) are dropped from the radar input and the
+eval LiDAR ground truth. Each sample carries its `camera`, `keyframe` (record index) and `cam2ego`.
 
 eval: the released protocol at the camera's resolution (LiDAR ground truth: every point whose (u, v)
 falls in the canvas, behind the camera too, written in file order; see datasets/geometry.py).
@@ -20,15 +29,16 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+import os
+from typing import Any, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
 from datasets import augment, geometry, radar_sweeps
-from datasets.sample import SEG_LUT, Frame, eval_sample, radar_features, radar_map
-from datasets.infos import CAMERA, LIDAR, InfoFileError, entry_path, entry_poses, load_infos
+from datasets.sample import SEG_LUT, Frame, eval_sample, frame_pose, radar_features, radar_map
+from datasets.infos import LIDAR, InfoFileError, entry_path, entry_poses, load_infos, released_pair
 from datasets.io import (DataFileError, read_depth_png, read_image_bgr, read_lidar_points,
                          read_seg_mask, resolve_data_path)
 from datasets.label_maps import read_label
@@ -42,16 +52,24 @@ MODES = ("train", "eval")
 log = logging.getLogger(__name__)
 
 
-def _camera_points(record: Dict[str, Any], entry: Dict[str, Any], xyz: np.ndarray, K: np.ndarray,
-                   h: int, w: int) -> Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Sensor-frame xyz: N x 3 -> (camera-frame xyz: N x 3, in-canvas (u, v, depth_m))."""
-    camera2ego, ego2global_cam = entry_poses(record["cam_infos"][CAMERA])
+def _camera_points(record: Dict[str, Any], camera: str, entry: Dict[str, Any], xyz: np.ndarray,
+                   K: np.ndarray, h: int, w: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sensor-frame xyz: N x 3 of `entry` -> in-canvas (u, v, depth_m) in `camera`'s image."""
+    camera2ego, ego2global_cam = entry_poses(record["cam_infos"][camera])
     sensor2ego, ego2global = entry_poses(entry)
     xyz_cam = geometry.transform_points(
         geometry.sensor_to_camera(sensor2ego, ego2global, ego2global_cam, camera2ego), xyz)
     u, v, depth = geometry.project_points(K, xyz_cam)
     keep = geometry.in_canvas(u, v, h, w)
-    return xyz_cam, (u[keep], v[keep], depth[keep])
+    return u[keep], v[keep], depth[keep]
+
+
+def camera_to_keyframe_ego(record: Dict[str, Any], camera: str) -> np.ndarray:
+    """4 x 4 float64: `camera`'s frame -> the ego frame of the key frame (the LIDAR_TOP entry's ego
+    pose), through the camera's calibration and its own ego pose at its timestamp."""
+    camera2ego, ego2global_cam = entry_poses(record["cam_infos"][camera])
+    _, ego2global_key = entry_poses(record["lidar_infos"][LIDAR])
+    return geometry.rigid_inverse(ego2global_key) @ ego2global_cam @ camera2ego
 
 
 class RadarCameraDataset(Dataset):
@@ -74,18 +92,49 @@ class RadarCameraDataset(Dataset):
         # every record checked now: eval (and train without skipping) refuses a bad one in one line;
         # train with skipping replaces it through the skip path when it is drawn (load_frame)
         self.infos_path = str(infos_path)
+        self.cameras, self.radars = tuple(cfg.data.cameras), tuple(cfg.data.radars)
+        self.released = released_pair(self.cameras, self.radars)
         self.bad_records = check_records(self.infos, infos_path,
-                                         keep_bad=mode == "train" and cfg.data.skip_bad_samples)
+                                         keep_bad=mode == "train" and cfg.data.skip_bad_samples,
+                                         cameras=self.cameras, radars=self.radars,
+                                         required=self.released)
         if self.bad_records:
             log.warning("%d of %d records of info file %s are invalid and will be skipped (first: %s)",
                         len(self.bad_records), len(self.infos), infos_path,
                         next(iter(self.bad_records.values())))
+        self.pairs, self.dropped_pairs = self._pairs()
         self.epoch = 0
         self.num_skipped = 0       # bad samples replaced by a neighbour (in this process)
         reuse_freed_buffers()
 
+    def _pairs(self) -> Tuple[List[Tuple[int, str]], List[Dict[str, Any]]]:
+        """(record index, camera) of every sample, record-major, and the pairs left out (outside the
+        released pair: a camera the record lacks, or whose image file is not on disk)."""
+        if self.released:
+            return [(i, self.cameras[0]) for i in range(len(self.infos))], []
+        pairs, dropped = [], []
+        for i, record in enumerate(self.infos):
+            cams = record.get("cam_infos", {}) if isinstance(record, dict) else {}
+            for camera in self.cameras:
+                if i in self.bad_records or camera in cams and \
+                        os.path.isfile(resolve_data_path(self.root, entry_path(cams[camera]))):
+                    pairs.append((i, camera))        # a bad record's pairs go to the skip path
+                else:
+                    reason = "not in the record" if camera not in cams else \
+                        f"image {entry_path(cams[camera])} not found under {self.root}"
+                    dropped.append({"record": i, "camera": camera, "reason": reason})
+        if dropped:
+            log.warning("%d of %d (key frame, camera) pairs of info file %s are left out (first: "
+                        "record %d %s: %s)", len(dropped), len(dropped) + len(pairs), self.infos_path,
+                        dropped[0]["record"], dropped[0]["camera"], dropped[0]["reason"])
+        if not pairs:
+            raise InfoFileError(f"info file {self.infos_path}: no record holds an image of "
+                                f"data.cameras={list(self.cameras)} under {self.root}; check the "
+                                "data root and data.cameras")
+        return pairs, dropped
+
     def __len__(self) -> int:
-        return len(self.infos)
+        return len(self.pairs)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -123,24 +172,30 @@ class RadarCameraDataset(Dataset):
         else:
             sample = eval_sample(frame, self.cfg.data, rng)
         sample["index"] = np.int64(current)
+        sample["keyframe"] = np.int64(self.pairs[current][0])
         return sample
 
     def load_frame(self, index: int) -> Frame:
         """Read and project one sample's files (no randomness); in train mode with the mask loss
         also its semantic mask."""
-        if index in self.bad_records:
-            raise BadRecordError(self.bad_records[index], self.infos_path)
-        record = self.infos[index]
-        cam = record["cam_infos"][CAMERA]
+        record_index, camera = self.pairs[index]
+        if record_index in self.bad_records:
+            raise BadRecordError(self.bad_records[record_index], self.infos_path)
+        record = self.infos[record_index]
+        cam = record["cam_infos"][camera]
         image_path = resolve_data_path(self.root, entry_path(cam))
         img = read_image_bgr(image_path)
         h, w = img.shape[:2]
         K = np.asarray(cam["calibrated_sensor"]["camera_intrinsic"], dtype=np.float64)
         check_image_size(img, cam, K, image_path)
         lidar = record["lidar_infos"][LIDAR]
-        _, lidar_uvz = _camera_points(
-            record, lidar, read_lidar_points(resolve_data_path(self.root, entry_path(lidar))), K, h, w)
-        radar_xyz, radar_uvz = radar_sweeps.camera_radar(record, self.root, self.cfg.data.radar_sweeps, K, h, w)
+        lidar_uvz = _camera_points(
+            record, camera, lidar, read_lidar_points(resolve_data_path(self.root, entry_path(lidar))), K, h, w)
+        if not self.released:                               # behind the camera: mirrored, dropped
+            lidar_uvz = tuple(a[lidar_uvz[2] > 0] for a in lidar_uvz)
+        radar_xyz, radar_uvz = radar_sweeps.camera_radar(record, self.root, self.cfg.data.radar_sweeps,
+                                                         K, h, w, camera, self.radars,
+                                                         ahead_only=not self.released)
         name = Path(entry_path(cam)).stem
         dense_path = self.root / "depth_dense" / f"{name}.png"
         dense = read_depth_png(dense_path, "regenerate the world with tools/make_synthetic.py") if self.mode == "eval" and dense_path.is_file() else None
@@ -148,7 +203,7 @@ class RadarCameraDataset(Dataset):
         seg_ids = self._seg_ids(name, img.shape[:2]) if train and self.cfg.data.mask_supervision else None
         label_m = read_label(self.root, self.cfg.data, name) if train else None     # None: LiDAR label
         return Frame(name, img, K, lidar_uvz, radar_uvz, radar_xyz.astype(np.float32), dense, seg_ids,
-                     label_m)
+                     label_m, camera, camera_to_keyframe_ego(record, camera))
 
     def _train_lidar(self, frame: Frame) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """In-canvas LiDAR with 0 < z < max_depth_m and the occlusion filter, file order."""
@@ -190,6 +245,7 @@ class RadarCameraDataset(Dataset):
             "lidar_map": lidar_map[None],
             "K": (augment.disruption_affine(d) @ frame.K).astype(np.float32),
             "name": frame.name,
+            **frame_pose(frame),
         }
         if frame.seg_ids is not None:
             sample["seg_target"] = cv2.LUT(augment.warp_dense_nearest(frame.seg_ids, d), SEG_LUT)[None]

@@ -145,36 +145,47 @@ def _size(cam: Dict[str, Any], key: str, where: str) -> Optional[int]:
     return int(value)
 
 
-def _gather(record: Any, i: int, out: _Gathered) -> None:
+def _present(record: Any, section: str, channels: Tuple[str, ...], required: bool) -> List[str]:
+    """The channels of `record[section]` to check: all of `channels` when `required` (a missing
+    one is then an error), else those the record holds."""
+    if required or not isinstance(record, dict) or not isinstance(record.get(section), dict):
+        return list(channels)
+    return [ch for ch in channels if ch in record[section]]
+
+
+def _gather(record: Any, i: int, out: _Gathered, cameras: Tuple[str, ...] = (CAMERA,),
+            radars: Tuple[str, ...] = (RADAR,), required: bool = True) -> None:
     """Check a record's structure and gather its numbers; InfoRecordError names the field."""
     if not isinstance(record, dict):
         raise InfoRecordError(f"is a {type(record).__name__}, not a dict")
-    where = f"cam_infos.{CAMERA}"
-    cam = _get(_get(record, "cam_infos", ""), CAMERA, "cam_infos")
-    if not isinstance(cam, dict):
-        raise InfoRecordError(f"{where} is a {type(cam).__name__}, not a dict")
-    _path(cam, where)
-    cs = _get(cam, "calibrated_sensor", where)
-    K = _get(cs, "camera_intrinsic", f"{where}.calibrated_sensor")
-    out.cams.append((i, f"{where}.calibrated_sensor.camera_intrinsic", K,
-                     _size(cam, "height", where), _size(cam, "width", where)))
-    _entry_poses(cam, i, where, out)
+    for camera in _present(record, "cam_infos", cameras, required):
+        where = f"cam_infos.{camera}"
+        cam = _get(_get(record, "cam_infos", ""), camera, "cam_infos")
+        if not isinstance(cam, dict):
+            raise InfoRecordError(f"{where} is a {type(cam).__name__}, not a dict")
+        _path(cam, where)
+        cs = _get(cam, "calibrated_sensor", where)
+        K = _get(cs, "camera_intrinsic", f"{where}.calibrated_sensor")
+        out.cams.append((i, f"{where}.calibrated_sensor.camera_intrinsic", K,
+                         _size(cam, "height", where), _size(cam, "width", where)))
+        _entry_poses(cam, i, where, out)
     where = f"lidar_infos.{LIDAR}"
     lidar = _get(_get(record, "lidar_infos", ""), LIDAR, "lidar_infos")
     if not isinstance(lidar, dict):
         raise InfoRecordError(f"{where} is a {type(lidar).__name__}, not a dict")
     _path(lidar, where)
     _entry_poses(lidar, i, where, out)
-    sweeps = _get(_get(record, "radar_infos", ""), RADAR, "radar_infos")
-    if not isinstance(sweeps, (list, tuple)) or not sweeps:
-        raise InfoRecordError(f"radar_infos.{RADAR} must be a non-empty list of sweeps, got a "
-                              f"{type(sweeps).__name__}")
-    for j, sweep in enumerate(sweeps):
-        where = f"radar_infos.{RADAR}[{j}]"
-        if not isinstance(sweep, dict):
-            raise InfoRecordError(f"{where} is a {type(sweep).__name__}, not a dict")
-        _path(sweep, where)
-        _entry_poses(sweep, i, where, out)
+    for radar in _present(record, "radar_infos", radars, required):
+        sweeps = _get(_get(record, "radar_infos", ""), radar, "radar_infos")
+        if not isinstance(sweeps, (list, tuple)) or not sweeps:
+            raise InfoRecordError(f"radar_infos.{radar} must be a non-empty list of sweeps, got a "
+                                  f"{type(sweeps).__name__}")
+        for j, sweep in enumerate(sweeps):
+            where = f"radar_infos.{radar}[{j}]"
+            if not isinstance(sweep, dict):
+                raise InfoRecordError(f"{where} is a {type(sweep).__name__}, not a dict")
+            _path(sweep, where)
+            _entry_poses(sweep, i, where, out)
 
 
 def _numbers(values: List[Any], shape: Tuple[int, ...]) -> Tuple[np.ndarray, np.ndarray]:
@@ -213,11 +224,16 @@ def _record_label(records: List[Any], i: int) -> str:
     return f"record {i} (sample_token {token})"
 
 
-def check_records(records: List[Any], infos_path: str | Path, keep_bad: bool) -> Dict[int, str]:
+def check_records(records: List[Any], infos_path: str | Path, keep_bad: bool,
+                  cameras: Tuple[str, ...] = (CAMERA,), radars: Tuple[str, ...] = (RADAR,),
+                  required: bool = True) -> Dict[int, str]:
     """{index: one-line message} of the invalid records (empty when all are valid).
 
+    `cameras`, `radars`: the channels checked besides LIDAR_TOP; with `required` a record must
+    hold every one, else only those it holds are checked (the dataset leaves the others out).
     Duplicate sample tokens always raise InfoFileError. Without `keep_bad`, the first invalid
     record raises InfoFileError (with the count of invalid ones)."""
+    channels = (tuple(cameras), tuple(radars), required)
     first_at: Dict[str, int] = {}
     for i, record in enumerate(records):
         token = record.get("sample_token") if isinstance(record, dict) else None
@@ -228,13 +244,13 @@ def check_records(records: List[Any], infos_path: str | Path, keep_bad: bool) ->
                                     f"remove the duplicate or {FIX}")
             first_at[token] = i
     found: Dict[int, str] = {}
-    for i in sorted(_suspects(records)):         # the few records the fast scan did not clear
+    for i in sorted(_suspects(records, *channels)):  # the few records the fast scan did not clear
         out = _Gathered()
         try:
             token = _get(records[i], "sample_token", "")
             if not isinstance(token, str):
                 raise InfoRecordError(f"sample_token is a {type(token).__name__}, not text")
-            _gather(records[i], i, out)
+            _gather(records[i], i, out, *channels)
         except InfoRecordError as err:
             found[i] = str(err)
             continue
@@ -259,32 +275,42 @@ def _plain_paths(paths: List[Any]) -> bool:
             and all("samples/" in p or "sweeps/" in p for p in paths))
 
 
-def _suspects(records: List[Any]) -> set:
+def _suspects(records: List[Any], cameras: Tuple[str, ...] = (CAMERA,),
+              radars: Tuple[str, ...] = (RADAR,), required: bool = True) -> set:
     """Indices of the records that may be invalid: those of an unusual form (looked at one by one
     by the caller) and those whose numbers or paths fail the checks made on all at once. The usual
     form (nested camera and LiDAR poses, flat radar sweeps: ours and released) is read with plain
     indexing."""
     suspects = set()
     trans, rots, kmats, sizes, paths = [], [], [], [], []
-    counts, path_counts, kept = [], [], []
+    counts, path_counts, k_owner = [], [], []
+    kept = []
     for i, r in enumerate(records):
         try:
-            cam = r["cam_infos"][CAMERA]
-            cs, ep = cam["calibrated_sensor"], cam["ego_pose"]
             lidar = r["lidar_infos"][LIDAR]
             lcs, lep = lidar["calibrated_sensor"], lidar["ego_pose"]
-            sweeps = r["radar_infos"][RADAR]
-            K = cs["camera_intrinsic"]
-            h, w = cam.get("height", -1), cam.get("width", -1)
-            t = [cs["translation"], ep["translation"], lcs["translation"], lep["translation"]]
-            q = [cs["rotation"], ep["rotation"], lcs["rotation"], lep["rotation"]]
-            p = [cam["filename"], lidar["filename"]]
-            for sweep in sweeps:
-                t += (sweep["sensor2ego_translation"], sweep["ego2global_translation"])
-                q += (sweep["sensor2ego_rotation"], sweep["ego2global_rotation"])
-                p.append(sweep["data_path"])
-            plain = (type(r["sample_token"]) is str and type(sweeps) is list and sweeps and type(h) is int
-                     and type(w) is int and (h > 0 and w > 0 or h == w == -1))
+            t = [lcs["translation"], lep["translation"]]
+            q = [lcs["rotation"], lep["rotation"]]
+            p = [lidar["filename"]]
+            plain = type(r["sample_token"]) is str
+            ks, hws = [], []
+            for camera in _present(r, "cam_infos", cameras, required):
+                cam = r["cam_infos"][camera]
+                cs, ep = cam["calibrated_sensor"], cam["ego_pose"]
+                h, w = cam.get("height", -1), cam.get("width", -1)
+                ks.append(cs["camera_intrinsic"])
+                hws.append((h, w))
+                t += (cs["translation"], ep["translation"])
+                q += (cs["rotation"], ep["rotation"])
+                p.append(cam["filename"])
+                plain = plain and type(h) is int and type(w) is int and (h > 0 and w > 0 or h == w == -1)
+            for radar in _present(r, "radar_infos", radars, required):
+                sweeps = r["radar_infos"][radar]
+                plain = plain and type(sweeps) is list and bool(sweeps)
+                for sweep in sweeps:
+                    t += (sweep["sensor2ego_translation"], sweep["ego2global_translation"])
+                    q += (sweep["sensor2ego_rotation"], sweep["ego2global_rotation"])
+                    p.append(sweep["data_path"])
         except Exception:          # any unusual form: KeyError, TypeError, IndexError, ...
             plain = False
         if not plain:
@@ -293,8 +319,9 @@ def _suspects(records: List[Any]) -> set:
         trans += t
         rots += q
         paths += p
-        kmats.append(K)
-        sizes.append((h, w))
+        kmats += ks
+        sizes += hws
+        k_owner += [i] * len(ks)
         counts.append(len(t))
         path_counts.append(len(p))
         kept.append(i)
@@ -312,7 +339,7 @@ def _suspects(records: List[Any]) -> set:
     bad_q |= ~(np.abs(np.sqrt((q * q).sum(1)) - 1.0) <= ROTATION_NORM_TOL)
     bad_k |= ~_intrinsics_ok(K, np.asarray(sizes, dtype=np.float64).reshape(-1, 2))
     suspects.update(owner[bad_t | bad_q].tolist())
-    suspects.update(kept[bad_k].tolist())
+    suspects.update(np.asarray(k_owner, dtype=np.int64)[bad_k].tolist())
     return suspects
 
 

@@ -30,6 +30,14 @@ class Frame:
     dense_depth: Optional[np.ndarray]   # h x w float32 (m) where depth_dense/ exists (eval mode)
     seg_ids: Optional[np.ndarray] = None   # h x w uint8 ADE20K ids (train mode with the mask loss)
     label_m: Optional[np.ndarray] = None   # h x w float32 (m) label of data.label_dir (train mode)
+    camera: str = "CAM_FRONT"              # the camera channel
+    cam2ego: Optional[np.ndarray] = None   # 4 x 4 camera -> key-frame ego frame (None: identity)
+
+
+def frame_pose(frame: Frame) -> Dict[str, Any]:
+    """`camera` (channel) and `cam2ego` (4 x 4 float32: camera -> ego frame of the key frame)."""
+    cam2ego = np.eye(4) if frame.cam2ego is None else frame.cam2ego
+    return {"camera": frame.camera, "cam2ego": np.asarray(cam2ego, dtype=np.float32)}
 
 
 def image_chw(img: np.ndarray) -> np.ndarray:
@@ -73,6 +81,7 @@ def eval_sample(frame: Frame, data_cfg, rng: np.random.Generator) -> Dict[str, A
         "lidar_map": geometry.rasterize_depth(*frame.lidar_uvz, h, w)[None],
         "K": frame.K.astype(np.float32),
         "name": frame.name,
+        **frame_pose(frame),
     }
     if frame.dense_depth is not None:
         sample["dense_depth"] = frame.dense_depth[None]

@@ -1,14 +1,16 @@
-"""Semantic masks for the mask loss: ADE20K-150 class ids per CAM_FRONT pixel (docs/spade.md section 1).
+"""Semantic masks for the mask loss: ADE20K-150 class ids per camera pixel (docs/spade.md section 1).
 
     seg = load_segmenter(DEFAULT_MODEL).to("cuda")          # or build_random_segformer("b0")
-    images = cam_front_images("infos_val.pkl", "/data/nuscenes")
+    images = camera_images("infos_val.pkl", "/data/nuscenes")             # CAM_FRONT (released)
+    images = camera_images("infos_val.pkl", "/data/nuscenes", CAMERAS)    # all six (data.cameras)
     generate_masks(images, "/data/nuscenes/seg_mask", seg, batch_size=8)
 
 Any Hugging Face semantic-segmentation checkpoint with 150 ADE20K labels works (SegFormer,
 UperNet: models whose output has `logits`, B x 150 x h x w). The image processor's resize and
 normalisation are redone in torch; logits are upsampled to the image size before the argmax, in
 chunks of classes so that memory stays bounded at 900x1600. Masks are written atomically
-(temporary file in the same folder, then os.replace), and existing masks are skipped.
+(temporary file in the same folder, then os.replace), and existing masks are skipped. A mask is
+named after its image (nuScenes basenames hold the channel), so the cameras share one folder.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from datasets.infos import load_infos
+from datasets.infos import CAMERA, load_infos
 from datasets.io import ROOT_HINT, DataFileError, read_image_bgr, resolve_data_path
 from datasets.workers import worker_options
 from utils.files import write_png
@@ -65,7 +67,8 @@ MIT_SIZES: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...], int]] = {
 
 
 class SegMaskError(RuntimeError):
-    """An info record without a CAM_FRONT image, or an unusable model; the message names the fix."""
+    """An info record without an image of a camera asked for, or an unusable model; the message
+    names the fix."""
 
 
 def mask_path(out_dir: Path, image: Path) -> Path:
@@ -73,16 +76,19 @@ def mask_path(out_dir: Path, image: Path) -> Path:
     return Path(out_dir) / f"{Path(image).stem}.png"
 
 
-def cam_front_images(infos_path: Path, data_root: Path) -> List[Path]:
-    """The CAM_FRONT image of every info record, resolved under `data_root`, duplicates removed."""
+def camera_images(infos_path: Path, data_root: Path, cameras: Sequence[str] = (CAMERA,)) -> List[Path]:
+    """The image of each of `cameras` (nuScenes channels) of every info record, record-major,
+    resolved under `data_root`, duplicates removed."""
     images = []
     for i, info in enumerate(load_infos(infos_path)):
-        try:
-            filename = info["cam_infos"]["CAM_FRONT"]["filename"]
-        except (KeyError, TypeError) as err:
-            raise SegMaskError(f"{infos_path}: record {i} has no "
-                               "cam_infos.CAM_FRONT.filename") from err
-        images.append(resolve_data_path(data_root, filename))
+        for camera in cameras:
+            try:
+                filename = info["cam_infos"][camera]["filename"]
+            except (KeyError, TypeError) as err:
+                raise SegMaskError(f"{infos_path}: record {i} has no cam_infos.{camera}.filename; "
+                                   "leave that camera out of --cameras or rebuild the info file "
+                                   "with tools/create_infos.py") from err
+            images.append(resolve_data_path(data_root, filename))
     return list(dict.fromkeys(images))
 
 

@@ -48,6 +48,16 @@ def two_torch_threads():
 
 
 @pytest.fixture(scope="session")
+def ckpt(tmp_path_factory) -> Path:
+    """A released-format checkpoint ({"network": state_dict}) with seeded random weights."""
+    from models import SpaDe
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
+    torch.save({"network": SpaDe().state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def reference_dir() -> Path:
     return shared("reference", "official_state_dict.tsv")
 

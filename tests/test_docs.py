@@ -90,6 +90,12 @@ OVERRIDES = {
                                 "code path, not a timing"),
     "tools/benchmark.py model": ([*SIZE, "--iters", "1", "--warmup", "1", "--threads", "1"],
                                  "one round at the tiny size on one thread (2 CI cores)"),
+    "tools/benchmark.py surround": ([*SIZE, "--iters", "1", "--warmup", "0", "--threads", "1"],
+                                    "one round at the tiny size on one thread (2 CI cores)"),
+    "tools/surround.py": (["--seeds", "1", *TINY_TRAIN, "data.root=data/synthetic", f"data.train_infos={TRAIN}",
+                           f"data.val_infos={TRAIN.replace('train', 'val')}"],
+                          "one seed of one step per arm on the tiny world (its CAM_FRONT pairs; the "
+                          "surround world is not generated)"),
     "tools/benchmark.py train": ([*SIZE, "--iters", "1", "--warmup", "0", "--threads", "1", "--workers", "0"],
                                  "one step of batch 2 at the tiny size, one thread, no loader processes"),
 }

@@ -88,7 +88,7 @@ def test_our_checkpoint_save_pred_round_trip_and_metrics(world, tmp_path):
     maes = []
     for i in range(len(dataset)):
         s = dataset[i]
-        b = {k: torch.as_tensor(v)[None] for k, v in s.items() if k != "name"}
+        b = {k: torch.as_tensor(v)[None] for k, v in s.items() if k not in ("name", "camera")}
         with torch.inference_mode():
             ref = model.predict(b["img"], b["radar_map"], b["radar_pts"], b["radar_count"],
                                 optimized=False)[0, 0].numpy()
@@ -107,6 +107,9 @@ def test_our_checkpoint_save_pred_round_trip_and_metrics(world, tmp_path):
     assert written["provenance"]["torch"] == torch.__version__
     assert "git_commit" in written["provenance"] and not list(pred_dir.glob(".*"))   # no temp, no lock
     assert written["mae_mm"]["80"] == pytest.approx(1000 * np.mean(maes), abs=1.0)
+    assert list(written["per_camera"]) == ["CAM_FRONT"]
+    assert written["per_camera"]["CAM_FRONT"]["mae_mm"] == written["mae_mm"]
+    assert [r["camera"] for r in csv.DictReader(open(out.with_suffix(".csv")))] == ["CAM_FRONT"] * 4
     assert set(written["dense"]["mae_mm"]) == {"50", "70", "80"}
     assert set(written["ldl"]) == {"mae_hit_mm", "mae_miss_mm", "miss_hit_ratio", "stripe_index"}
 

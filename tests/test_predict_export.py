@@ -28,15 +28,6 @@ H, W = 225, 400          # small frames: padded to 256 x 512
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    """A released-format checkpoint with seeded random weights."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
-    torch.save({"network": SpaDe().state_dict()}, path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def model(ckpt):
     """The checkpoint's network, eval mode (the fused inference copy is cached on it)."""
     net = SpaDe()

@@ -88,3 +88,28 @@ def test_parallel_training_reports_a_failed_run_and_cancels_the_rest(tmp_path_fa
         train_in_parallel(cfgs, jobs=1)
     assert "Traceback" in (tmp_path / "broken" / "console.log").read_text()
     assert not (tmp_path / "never").exists()
+
+
+def test_labels_and_frames_follow_the_configured_cameras(real_root, real_infos, tmp_path, monkeypatch):
+    """data.cameras=[CAM_BACK, CAM_FRONT]: labels built for both cameras, one single-sweep label
+    per (key frame, camera) sample named by its image, the smear frame found among them."""
+    from utils.config import load_config
+    from utils.engine import science
+    cfg = load_config(None, [f"data.root={real_root}", f"data.train_infos={real_infos}",
+                             f"data.val_infos={real_infos}", "data.cameras=[CAM_BACK, CAM_FRONT]",
+                             "data.num_workers=0", f"train.out_dir={tmp_path / 'run'}"])
+    built = []
+    monkeypatch.setattr(science, "build_labels", lambda *args, **kwargs: built.append(kwargs["cameras"]))
+    science.labels_for(cfg, "accum_boxes", "v1.0-trainval", 1)
+    assert built == [["CAM_BACK", "CAM_FRONT"]] * 2
+    samples = science.native_lidar_labels(cfg, real_infos)
+    names = science.sample_names(samples)
+    cams = samples.infos[1]["cam_infos"]
+    assert len(names) == 80 and names[2:4] == [Path(cams[c]["filename"]).stem for c in ("CAM_BACK", "CAM_FRONT")]
+    back = samples[2]
+    assert back["name"] == names[2] and back["camera"] == "CAM_BACK" and back["lidar_map"].shape == (1, 900, 1600)
+    folder = tmp_path / "labels"
+    folder.mkdir()
+    (folder / "frames.jsonl").write_text("".join(json.dumps({"name": n, "error_smear": {"far_off": far}}) + "\n"
+                                                 for n, far in ((names[0], 5), (names[3], 9), (names[4], 1))))
+    assert science.smear_frame(names, str(real_root), str(folder)) == 3

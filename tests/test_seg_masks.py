@@ -16,7 +16,7 @@ from tools import gen_seg_masks
 from datasets import seg_masks
 from utils.files import write_png
 from datasets.seg_masks import (ADE20K_CLASSES, SegMaskError, build_random_segformer,
-                             cam_front_images, generate_masks, load_segmenter, mask_path)
+                             camera_images, generate_masks, load_segmenter, mask_path)
 
 TINY_HW = (128, 128)        # tiny-model input size: keeps the tests fast on 2 CPU cores
 pytestmark = pytest.mark.usefixtures("two_torch_threads")
@@ -47,7 +47,7 @@ def generated(real_root, tiny, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("generated")
     names = sorted(os.listdir(real_root / "samples" / "CAM_FRONT"))[:3]
     infos = write_infos(tmp / "infos.pkl", [f"samples/CAM_FRONT/{n}" for n in names])
-    images = cam_front_images(infos, real_root)
+    images = camera_images(infos, real_root)
     counts = generate_masks(images, tmp / "seg_mask", tiny, batch_size=2, progress=False)
     assert counts == {"written": 3, "skipped": 0}
     return images, tmp / "seg_mask"
@@ -81,12 +81,45 @@ def test_cam_front_paths_resolve_under_data_root(tmp_path):
     infos = write_infos(tmp_path / "i.pkl", ["samples/CAM_FRONT/a.jpg",
                                              "/other/nuscenes/samples/CAM_FRONT/b.jpg",
                                              "samples/CAM_FRONT/a.jpg"])
-    assert cam_front_images(infos, tmp_path / "root") == [
+    assert camera_images(infos, tmp_path / "root") == [
         tmp_path / "root/samples/CAM_FRONT/a.jpg", tmp_path / "root/samples/CAM_FRONT/b.jpg"]
     with open(infos, "wb") as f:
         pickle.dump([{"cam_infos": {}}], f)
     with pytest.raises(SegMaskError, match="record 0 has no cam_infos.CAM_FRONT.filename"):
-        cam_front_images(infos, tmp_path)
+        camera_images(infos, tmp_path)
+
+
+def test_camera_images_follow_the_chosen_cameras(real_root, real_records, tmp_path):
+    """Each chosen camera's image of every record, record-major, as the devkit's tables name them."""
+    from nuscenes.nuscenes import NuScenes
+    from datasets.infos import CAMERAS, save_infos
+    nusc = NuScenes("v1.0-trainval", str(real_root), verbose=False)
+    save_infos(real_records[:2], tmp_path / "i.pkl")
+    expected = [real_root / nusc.get("sample_data", nusc.get("sample", r["sample_token"])["data"][cam])["filename"]
+                for r in real_records[:2] for cam in ("CAM_BACK", "CAM_FRONT")]
+    assert camera_images(tmp_path / "i.pkl", real_root, ["CAM_BACK", "CAM_FRONT"]) == expected
+    six = camera_images(tmp_path / "i.pkl", real_root, CAMERAS)
+    assert len(set(p.stem for p in six)) == 12 and [p.parent.name for p in six[:6]] == list(CAMERAS)
+    infos = write_infos(tmp_path / "front_only.pkl", ["samples/CAM_FRONT/a.jpg"])
+    with pytest.raises(SegMaskError, match="record 0 has no cam_infos.CAM_BACK.filename; leave"):
+        camera_images(infos, real_root, ["CAM_FRONT", "CAM_BACK"])
+
+
+def test_cli_all_cameras_writes_a_mask_per_camera_image(tiny, real_root, real_records, tmp_path):
+    from datasets.infos import CAMERAS, save_infos
+    model_dir = tmp_path / "model"
+    tiny.model.save_pretrained(model_dir)
+    hf_processor().save_pretrained(model_dir)
+    save_infos(real_records[:1], tmp_path / "i.pkl")
+    gen_seg_masks.main(["--data-root", str(real_root), "--infos", str(tmp_path / "i.pkl"), "--device", "cpu",
+                        "--workers", "0", "--model", str(model_dir), "--out-dir", str(tmp_path / "out"),
+                        "--cameras", "all", "--batch-size", "1"])     # unbatched: exactly tiny.predict
+    cams = real_records[0]["cam_infos"]
+    images = {cam: real_root / cams[cam]["filename"] for cam in CAMERAS}
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(f"{p.stem}.png" for p in images.values())
+    assert all(f"__{cam}__" in images[cam].name for cam in CAMERAS)      # nuScenes names: no collision
+    rgb = cv2.cvtColor(cv2.imread(str(images["CAM_BACK"])), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(read_seg_mask(mask_path(tmp_path / "out", images["CAM_BACK"])), tiny.predict([rgb])[0])
 
 
 def test_masks_named_sized_and_match_hf_processor(tiny, generated):
@@ -139,7 +172,7 @@ def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
 def test_missing_image_names_the_file(tiny, real_root, tmp_path):
     infos = write_infos(tmp_path / "i.pkl", ["samples/CAM_FRONT/no_such_frame.jpg"])
     with pytest.raises(DataFileError, match="no_such_frame.jpg"):
-        generate_masks(cam_front_images(infos, real_root), tmp_path / "out", tiny)
+        generate_masks(camera_images(infos, real_root), tmp_path / "out", tiny)
     assert not (tmp_path / "out").exists()
     with pytest.raises(SystemExit) as exc:    # the CLI fails before loading any model
         gen_seg_masks.main(["--data-root", str(real_root), "--infos", str(infos),

@@ -21,6 +21,9 @@ EXAMPLES = {
         python tools/benchmark.py model --device cpu --height 900 --width 1600 --batch 1 --iters 7 --threads 2
         python tools/benchmark.py model --device cuda --iters 20 --warmup 3 --bf16 --compile max-autotune-no-cudagraphs
         """,
+    "surround": """
+        python tools/benchmark.py surround --device cpu --height 900 --width 1600 --iters 3 --threads 2
+        """,
     "train": """
         python tools/benchmark.py train --device cpu --height 225 --width 400 --batch 4 --iters 4 --channels-last
         python tools/benchmark.py train --device cuda --height 900 --width 1600 --batch 10 --workers 4 \\
@@ -131,6 +134,28 @@ def run_model(args) -> dict:
     return summary(result)
 
 
+# ---- surround: one image against a surround key frame's batch (utils/bench/model.py) ------------
+def add_surround_command(sub) -> None:
+    p = add_command(sub, "surround", "time SpaDe.predict on one image against a key frame's six",
+                    "Time SpaDe.predict's default fused path (as tools/predict.py runs it) on one "
+                    "image and on one batch of --batch images (a surround key frame: 6), "
+                    "interleaved in one process, on random weights with randomised BN and realistic "
+                    "random inputs. Prints medians, seconds per image and the ratio (target: under "
+                    '--batch); the last line is JSON: {"ratio": ...}.')
+    add_shape_args(p, 900, 1600, 6, 3)
+    p.set_defaults(run=run_surround)
+
+
+def run_surround(args) -> dict:
+    import torch
+    from utils.bench.model import benchmark_surround, format_surround_table, surround_summary
+    torch.set_num_threads(args.threads)
+    result = benchmark_surround(args.device, args.height, args.width, args.batch, args.iters,
+                                args.warmup)
+    print(format_surround_table(result))
+    return surround_summary(result)
+
+
 # ---- train: training-step throughput (utils/bench/train.py) -------------------------------------
 def add_train_command(sub) -> None:
     p = add_command(sub, "train", "time training steps: samples/s and data-time share",
@@ -176,6 +201,7 @@ def main(argv=None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     add_data_command(sub)
     add_model_command(sub)
+    add_surround_command(sub)
     add_train_command(sub)
     args = parser.parse_args(argv)
     import torch

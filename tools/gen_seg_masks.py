@@ -1,5 +1,6 @@
-"""Write ADE20K-150 semantic masks (seg_mask/<image basename>.png) for the CAM_FRONT images of an
-info file, with a Hugging Face segmenter. See docs/tools.md, section "Semantic masks"."""
+"""Write ADE20K-150 semantic masks (seg_mask/<image basename>.png) for the images of the chosen
+cameras (default CAM_FRONT) of an info file, with a Hugging Face segmenter. See docs/tools.md,
+section "Semantic masks"."""
 from __future__ import annotations
 
 import argparse
@@ -9,17 +10,19 @@ from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.infos import InfoFileError  # noqa: E402
+from datasets.infos import CAMERA, CAMERAS, InfoFileError  # noqa: E402
 from datasets.workers import error_message  # noqa: E402
 from utils.cli import make_parser  # noqa: E402
 from utils.deps import MissingDependencyError  # noqa: E402
 from datasets.seg_masks import (DEFAULT_MODEL, MIT_SIZES, SegMaskError,  # noqa: E402
-                             build_random_segformer, cam_front_images, generate_masks,
+                             build_random_segformer, camera_images, generate_masks,
                              load_segmenter, require_images, resolve_device)
 
 
 EXAMPLES = """
 python tools/gen_seg_masks.py --data-root data/nuscenes --infos data/nuscenes_radar_5sweeps_infos_train.pkl
+python tools/gen_seg_masks.py --data-root data/nuscenes --infos data/nuscenes_radar_5sweeps_infos_train.pkl \\
+    --cameras all      (the six cameras, for training with data.cameras=all)
 python tools/gen_seg_masks.py --data-root data/nuscenes --infos data/nuscenes_radar_5sweeps_infos_val.pkl \\
     --model /models/segformer-b5-ade --device cuda --batch-size 16
 python tools/gen_seg_masks.py --data-root data/synthetic --infos data/synthetic/nuscenes_radar_5sweeps_infos_val.pkl \\
@@ -30,13 +33,16 @@ python tools/gen_seg_masks.py --data-root data/synthetic --infos data/synthetic/
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = make_parser(
         "Write <out-dir>/<image basename>.png (8-bit, ADE20K-150 class id 0..149 per pixel, same size "
-        "as the image) for every CAM_FRONT image of an info file. Existing masks are skipped, so an "
+        "as the image) for every image of the --cameras of an info file. Existing masks are skipped, so an "
         "interrupted run resumes where it stopped. Needs the masks extra: pip install -e \".[masks]\".",
         EXAMPLES)
     parser.add_argument("--data-root", required=True, type=Path,
                         help="nuScenes root; image paths resolve to <data-root>/samples/...")
     parser.add_argument("--infos", required=True, type=Path,
-                        help="info pickle (list of dicts with cam_infos.CAM_FRONT.filename)")
+                        help="info pickle (list of dicts with cam_infos.<camera>.filename)")
+    parser.add_argument("--cameras", nargs="+", default=[CAMERA], choices=("all", *CAMERAS),
+                        metavar="CAMERA", help="the cameras whose images get masks (as data.cameras "
+                                               "of the training config); `all`: the six")
     parser.add_argument("--out-dir", type=Path, help="output folder (default <data-root>/seg_mask)")
     parser.add_argument("--model", help=f"Hugging Face id or save_pretrained folder of an ADE20K "
                                         f"semantic-segmentation model (default {DEFAULT_MODEL})")
@@ -60,7 +66,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     try:
-        images = cam_front_images(args.infos, args.data_root)
+        images = camera_images(args.infos, args.data_root,
+                               CAMERAS if "all" in args.cameras else args.cameras)
         require_images(images)                      # fail before loading a model
         device = resolve_device(args.device)
         segmenter = (build_random_segformer(args.config_size or "b5") if args.random_init

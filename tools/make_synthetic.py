@@ -2,11 +2,12 @@
 
 Render procedural street scenes into a nuScenes root that the stock devkit loads
 (NuScenes('v1.0-trainval', OUT)): CAM_FRONT images (12 Hz), LIDAR_TOP (20 Hz) and RADAR_FRONT
-(13 Hz) sweeps, 2 Hz key frames with annotations, plus dense truth per key frame
+(13 Hz) sweeps, 2 Hz key frames with annotations, plus dense truth per key image
 (seg_mask/<image>.png ADE20K ids, depth_dense/<image>.png uint16 mm) and splits.json for
-tools/create_infos.py --splits-file. The same seed writes the same bytes. Flags override the
-config file; key=value overrides (e.g. lidar.beams=64 radar.clutter=20 world.object_density=2
-camera.haze_per_m=0.02) override both."""
+tools/create_infos.py --splits-file. rig=surround (configs/synthetic_world_surround.yaml) writes
+all six cameras and five radars of nuScenes instead. The same seed writes the same bytes. Flags
+override the config file; key=value overrides (e.g. lidar.beams=64 radar.clutter=20
+world.object_density=2 camera.haze_per_m=0.02) override both."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +25,7 @@ EXAMPLES = """
 python tools/make_synthetic.py --out data/synthetic          (the demo world: 8 scenes x 20 key frames, 225x400)
 python tools/make_synthetic.py --out data/synthetic_hd --height 900 --width 1600 --scenes 4 \\
     --samples-per-scene 40 --seed 7 lidar.beams=64 radar.clutter=20
+python tools/make_synthetic.py --config configs/synthetic_world_surround.yaml --out data/synthetic_surround
 """
 FLAGS = {"scenes": "scenes", "samples_per_scene": "samples_per_scene", "height": "camera.height",
          "width": "camera.width", "seed": "seed", "workers": "workers"}
@@ -69,7 +71,8 @@ def main(argv=None) -> None:
         sys.exit(f"error: {err}")
     frames = cfg.scenes * cfg.samples_per_scene
     seconds = time.perf_counter() - start
-    print(f"{root}: {cfg.scenes} scenes, {frames} key frames at {cfg.camera.height}x{cfg.camera.width} "
+    print(f"{root}: {cfg.scenes} scenes, {frames} key frames ({cfg.rig} rig) at "
+          f"{cfg.camera.height}x{cfg.camera.width} "
           f"in {seconds:.1f} s ({frames / seconds:.2f} key frames/s incl. sweeps)")
 
 

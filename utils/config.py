@@ -27,6 +27,13 @@ class ConfigError(ValueError):
     """A configuration key is unknown or its value has the wrong type."""
 
 
+# The nuScenes rig, clockwise from the front (data.cameras / data.radars; `all` means every one).
+NUSCENES_CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT",
+                    "CAM_FRONT_LEFT")
+NUSCENES_RADARS = ("RADAR_FRONT", "RADAR_FRONT_RIGHT", "RADAR_BACK_RIGHT", "RADAR_BACK_LEFT",
+                   "RADAR_FRONT_LEFT")
+
+
 @dataclass
 class DataConfig:
     """Where the data lives and how a sample is made (docs/spade.md sections 1-2)."""
@@ -56,6 +63,12 @@ class DataConfig:
     label_dir: str = ""
     radar_sweeps: int = 1                        # radar sweeps accumulated (1 = released; datasets/radar_sweeps.py)
     skip_bad_samples: bool = True                # train mode: report and skip corrupt files
+    # One sample per (key frame, camera); a camera's radar input is every listed radar's points
+    # through each radar's own pose (datasets/nuscenes_dataset.py). `all`: the six / the five.
+    # The released pair is [CAM_FRONT] with [RADAR_FRONT]; any other choice also drops radar
+    # points (and eval LiDAR points) at depth <= 0, which the released in-image test mirrors in.
+    cameras: List[str] = field(default_factory=lambda: ["CAM_FRONT"])
+    radars: List[str] = field(default_factory=lambda: ["RADAR_FRONT"])
     # Loader worker processes per DataLoader; lowered (one info line) to the CPU cores this
     # process may use (os.sched_getaffinity), as more workers than cores only compete for them.
     num_workers: int = 4
@@ -214,9 +227,22 @@ def apply_mapping(obj: Any, values: Dict[str, Any], prefix: str = "") -> None:
                 raise ConfigError(f"config key '{full}' is a section; give a mapping")
             apply_mapping(current, value, full + ".")
         else:
+            if full in CHANNEL_KEYS:
+                value = _channels(full, value)
             value = _check_value(full, value, hints[key])
             _check_range(full, value)
             setattr(obj, key, value)
+
+
+# Keys naming channels: a list of them, or one name, or `all` (the whole rig, in rig order).
+CHANNEL_KEYS = {"data.cameras": NUSCENES_CAMERAS, "data.radars": NUSCENES_RADARS}
+
+
+def _channels(key: str, value: Any) -> Any:
+    """`all` -> every channel of `key`; a single name -> [name]; lists unchanged."""
+    if value == "all":
+        return list(CHANNEL_KEYS[key])
+    return [value] if isinstance(value, str) else value
 
 
 def _check_list(key: str, value: List[Any], allowed: str, ok) -> None:
@@ -231,6 +257,8 @@ LIST_CHECKS = {
     "eval.ranges_m": ("a list of ranges in metres, each at least 1 (e.g. [50, 70, 80])", lambda v: v >= 1),
     "loss.stage_scales": (f"a list of the network's stages {', '.join(map(str, STAGE_SCALES))} "
                           "(released: [4, 2, 1])", lambda v: v in STAGE_SCALES),
+    **{key: (f"`all` or a list of {', '.join(names)}", names.__contains__)
+       for key, names in CHANNEL_KEYS.items()},
 }
 
 

@@ -7,7 +7,7 @@ error tiles carry a colour bar with ticks in their unit; pixels without a value 
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -124,6 +124,70 @@ def sample_panel(img, radar_m, pred_m, lidar_m, mask=None, target_mask=None,
         tiles.append(("target mask", depth_tile(_np(target_mask) + 1e-3, 1.0, cmap=cv2.COLORMAP_BONE, unit="",
                                                 no_value=False)))
     return panel(tiles, columns)
+
+
+# The nuScenes rig as its pictures show it, and each camera's colour in the bird's-eye view
+RIG_LAYOUT = (("CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT"),
+              ("CAM_BACK_LEFT", "CAM_BACK", "CAM_BACK_RIGHT"))
+CAMERA_BGR = {"CAM_FRONT": (0, 0, 255), "CAM_FRONT_RIGHT": (0, 140, 255), "CAM_BACK_RIGHT": (0, 230, 230),
+              "CAM_BACK": (0, 200, 0), "CAM_BACK_LEFT": (255, 128, 0), "CAM_FRONT_LEFT": (255, 0, 255)}
+LIDAR_BGR = WHITE
+
+
+def bev_tile(clouds: Sequence[Tuple[str, np.ndarray]], lidar_xyz_m: np.ndarray, size_px: int,
+             range_m: float = 50.0, ring_m: float = 10.0) -> np.ndarray:
+    """Bird's-eye view of ego-frame points (x forward = up, y left = left, ego at the centre,
+    range_m to each edge): each camera's N x 3 points of `clouds` (camera, xyz_m) in its
+    CAMERA_BGR, the LiDAR points on top in white, rings every ring_m and a legend.
+    size_px x size_px x 3 uint8."""
+    out = np.zeros((size_px, size_px, 3), np.uint8)
+    px_per_m, centre = size_px / (2 * range_m), size_px / 2
+    scale, c = text_scale(size_px), int(centre)
+    for k in range(1, int(range_m // ring_m) + 1):            # under the points
+        radius = int(round(k * ring_m * px_per_m))
+        cv2.circle(out, (c, c), radius, NO_VALUE_BGR, 1, cv2.LINE_AA)
+        cv2.putText(out, f"{k * ring_m:g} m", (c + 3, c - radius - 3), FONT, scale, NO_VALUE_BGR, 1,
+                    cv2.LINE_AA)
+
+    def draw(xyz_m: np.ndarray, bgr) -> None:
+        col = np.floor(centre - np.asarray(xyz_m)[:, 1] * px_per_m).astype(np.int64)
+        row = np.floor(centre - np.asarray(xyz_m)[:, 0] * px_per_m).astype(np.int64)
+        inside = (col >= 0) & (col < size_px) & (row >= 0) & (row < size_px)
+        out[row[inside], col[inside]] = bgr
+
+    for camera, xyz_m in clouds:
+        draw(xyz_m, CAMERA_BGR[camera])
+    draw(lidar_xyz_m, LIDAR_BGR)
+    car = (int(round(2.4 * px_per_m)), int(round(1.0 * px_per_m)))      # about a car: 4.8 x 2 m
+    cv2.rectangle(out, (c - car[1], c - car[0]), (c + car[1], c + car[0]), WHITE, 1)
+    legend = [("bird's-eye view, ego frame: x forward (up), y left", WHITE),
+              (f"rings every {ring_m:g} m; LiDAR key sweep in white", LIDAR_BGR),
+              *((f"{camera} prediction", CAMERA_BGR[camera]) for camera, _ in clouds)]
+    line_px = int(22 * scale) + 4
+    for i, (text, bgr) in enumerate(legend):
+        cv2.putText(out, text, (4, (i + 1) * line_px), FONT, scale, bgr, 1, cv2.LINE_AA)
+    return out
+
+
+def surround_panel(depths_m: Dict[str, np.ndarray], clouds: Sequence[Tuple[str, np.ndarray]],
+                   lidar_xyz_m: np.ndarray, max_depth_m: float = 80.0, tile_width_px: int = 480,
+                   range_m: float = 50.0) -> np.ndarray:
+    """The picture of a surround key frame: each camera's depth map (depths_m: camera -> H x W
+    m) resized to tile_width_px wide with its colour bar, in RIG_LAYOUT (a camera without a map:
+    a black tile), beside `bev_tile` of `clouds` and the LiDAR as tall as those two rows. Hence
+    (H', W') = (2 captioned tile rows, 3 tile_width_px + H') x 3 uint8."""
+    tile_hw = next(np.shape(d) for d in depths_m.values())
+    tile_h = int(round(tile_hw[0] * tile_width_px / tile_hw[1]))
+    tiles = []
+    for camera in (c for row in RIG_LAYOUT for c in row):
+        if camera in depths_m:
+            small = cv2.resize(np.asarray(depths_m[camera], np.float32), (tile_width_px, tile_h),
+                               interpolation=cv2.INTER_NEAREST)
+            tiles.append((f"{camera} (m)", depth_tile(small, max_depth_m)))
+        else:
+            tiles.append((f"{camera}: not predicted", np.zeros((tile_h, tile_width_px, 3), np.uint8)))
+    grid = panel(tiles, columns=len(RIG_LAYOUT[0]))
+    return np.concatenate([grid, bev_tile(clouds, lidar_xyz_m, grid.shape[0], range_m)], 1)
 
 
 def to_rgb_chw(bgr: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""CAM_FRONT: image formation from the ray caster's hits, with its dense depth and class mask.
+"""The cameras: image formation from the ray caster's hits, with its dense depth and class mask.
 
 Image: textured albedo lit by sun and sky (Lambert + sky reflection on glossy surfaces), haze that
 fades colour towards the horizon colour with distance, sky gradient with sun glow and clouds, optics
@@ -22,9 +22,9 @@ FAR_M = 1000.0                             # farther solids and ground are sky (
 DEPTH_MAX_MM = 65535                       # uint16 millimetres: farther surfaces are written as 0
 
 
-@functools.lru_cache(maxsize=2)
-def _grid(height: int, width: int) -> PinholeGrid:
-    return PinholeGrid(camera_matrix(height, width), height, width)
+@functools.lru_cache(maxsize=2)                     # the pipeline renders one camera's frames in a row
+def _grid(height: int, width: int, channel: str) -> PinholeGrid:
+    return PinholeGrid(camera_matrix(height, width, channel), height, width)
 
 
 def sky_color(dirs: np.ndarray, light: Lighting, salt: int, clouds: bool = True) -> np.ndarray:
@@ -43,12 +43,12 @@ def sky_color(dirs: np.ndarray, light: Lighting, salt: int, clouds: bool = True)
 
 
 def render_camera(scene: Scene, tau: float, cfg: CameraConfig, rng: np.random.Generator,
-                  with_truth: bool) -> Dict[str, np.ndarray]:
-    """-> image H x W x 3 uint8 BGR; with_truth adds depth_mm H x W uint16 (camera z, 0 = none) and
-    seg H x W uint8 (ADE20K-150 ids)."""
+                  with_truth: bool, channel: str = CAMERA) -> Dict[str, np.ndarray]:
+    """Camera `channel` at scene time tau -> image H x W x 3 uint8 BGR; with_truth adds depth_mm
+    H x W uint16 (camera z, 0 = none) and seg H x W uint8 (ADE20K-150 ids)."""
     h, w = cfg.height, cfg.width
-    grid = _grid(h, w)
-    rot, pos = sensor_pose(scene, CAMERA, tau)
+    grid = _grid(h, w, channel)
+    rot, pos = sensor_pose(scene, channel, tau)
     prims = scene.prims_at(tau)
     hits = cast(grid, rot, pos, prims, FAR_M)
     surf = surface(hits, prims, scene.road)

@@ -16,6 +16,8 @@ import yaml
 
 from utils.config import ConfigError, apply_mapping, parse_overrides
 
+RIG_NAMES = ("front", "surround")         # datasets/synthetic/sensors.py RIGS
+
 
 @dataclass
 class WorldConfig:
@@ -26,7 +28,7 @@ class WorldConfig:
 
 @dataclass
 class CameraConfig:
-    height: int = 225                    # pixels; CAM_FRONT intrinsics are scaled from 900x1600
+    height: int = 225                    # pixels; each camera's intrinsics are scaled from 900x1600
     width: int = 400
     haze_per_m: float = 0.008            # atmospheric extinction: colour -> haze by exp(-k d)
     noise_std: float = 2.0               # Gaussian sensor noise, 0..255 units
@@ -65,6 +67,7 @@ class SyntheticConfig:
     val_fraction: float = 0.25           # last scenes go to "val" (at least one when scenes > 1)
     seed: int = 0
     workers: int = 2                     # processes; output does not depend on it
+    rig: str = "front"                   # front: CAM_FRONT + RADAR_FRONT; surround: 6 cameras, 5 radars
     world: WorldConfig = field(default_factory=WorldConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     lidar: LidarConfig = field(default_factory=LidarConfig)
@@ -96,6 +99,7 @@ def validate(cfg: SyntheticConfig) -> None:
         (cfg.samples_per_scene >= 1, "samples_per_scene must be >= 1"),
         (0.0 <= cfg.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
         (cfg.workers >= 1, "workers must be >= 1"),
+        (cfg.rig in RIG_NAMES, f"rig must be one of {', '.join(RIG_NAMES)}, not {cfg.rig!r}"),
         (cfg.camera.height >= 8 and cfg.camera.width >= 8, "camera.height/width must be >= 8"),
         (1 <= cfg.camera.jpeg_quality <= 100, "camera.jpeg_quality must be in 1..100"),
         (cfg.lidar.beams >= 1 and cfg.lidar.azimuth_steps >= 8, "lidar.beams >= 1, azimuth_steps >= 8"),

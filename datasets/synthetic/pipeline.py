@@ -26,7 +26,7 @@ from datasets.synthetic.camera import render_camera
 from datasets.synthetic.config import SyntheticConfig, config_dict
 from datasets.synthetic.lidar import Lidar
 from datasets.synthetic.radar import REAL, Radar
-from datasets.synthetic.sensors import CAMERA, CHANNELS, LIDAR, Frame, frame_rng, timeline
+from datasets.synthetic.sensors import LIDAR, MODALITY, RIGS, Frame, frame_rng, timeline
 from datasets.synthetic.world import Scene, build_scene
 from utils.jsonio import dumps
 
@@ -52,7 +52,8 @@ def generate(cfg: SyntheticConfig, root: Path, overwrite: bool = False, progress
     root.mkdir(parents=True, exist_ok=True)
     # written first: it marks the folder as this generator's, also when the run is interrupted
     marker.write_text(yaml.safe_dump(config_dict(cfg), sort_keys=True))
-    for channel in CHANNELS:
+    rig = RIGS[cfg.rig]
+    for channel in rig.channels:
         (root / "samples" / channel).mkdir(parents=True, exist_ok=True)
         (root / "sweeps" / channel).mkdir(parents=True, exist_ok=True)
     for name in ("seg_mask", "depth_dense", "maps"):
@@ -79,10 +80,10 @@ def generate(cfg: SyntheticConfig, root: Path, overwrite: bool = False, progress
             pool.terminate()
 
     tables = {name: [] for name in tb.TABLES}
-    tables.update(tb.vocabulary(cfg.seed))
+    tables.update(tb.vocabulary(cfg.seed, rig.channels))
     for s in range(cfg.scenes):
         scene = build_scene(cfg, s)
-        part = tb.scene_tables(cfg, scene, timeline(scene, cfg.samples_per_scene, cfg.seed),
+        part = tb.scene_tables(cfg, scene, timeline(scene, cfg.samples_per_scene, cfg.seed, rig),
                                [measures[(s, k)] for k in range(cfg.samples_per_scene)])
         for name, records in part.items():
             tables[name].extend(records)
@@ -115,27 +116,28 @@ def _init(cfg: SyntheticConfig, root: Path) -> None:
 def _scene(index: int) -> Tuple[Scene, Dict[str, List[Frame]]]:
     cfg = _STATE["cfg"]
     scene = build_scene(cfg, index)
-    return scene, timeline(scene, cfg.samples_per_scene, cfg.seed)
+    return scene, timeline(scene, cfg.samples_per_scene, cfg.seed, RIGS[cfg.rig])
 
 
 def _render_task(task: Tuple[int, int]) -> Dict[str, np.ndarray]:
     """Render and write key frame `key` of scene `index` with the sweeps before it; returns the key
     frame's per-instance counts: lidar (points), coverage (rays without occluders), radar (valid
-    real detections)."""
+    real detections of all radars)."""
     index, key = task
     cfg, root = _STATE["cfg"], _STATE["root"]
     scene, frames = _scene(index)
     n_inst = len(scene.instances)
-    out: Dict[str, np.ndarray] = {}
-    for channel in CHANNELS:
-        for frame in frames[channel]:
+    out: Dict[str, np.ndarray] = {"radar": np.zeros(n_inst, np.int64)}
+    for channel, channel_frames in frames.items():
+        camera = MODALITY[channel] == "camera"
+        for frame in channel_frames:
             is_key = frame.key >= 0
-            if frame.task != key or (channel == CAMERA and not is_key and not cfg.camera.sweeps):
+            if frame.task != key or (camera and not is_key and not cfg.camera.sweeps):
                 continue
             tau, rng = frame.tau(scene), frame_rng(cfg.seed, scene, frame)
             path = root / tb.frame_filename(scene.log, channel, frame.timestamp, is_key)
-            if channel == CAMERA:
-                cam = render_camera(scene, tau, cfg.camera, rng, with_truth=is_key)
+            if camera:
+                cam = render_camera(scene, tau, cfg.camera, rng, with_truth=is_key, channel=channel)
                 wr.write_image(path, cam["image"], cfg.camera.jpeg_quality)
                 if is_key:
                     name = path.stem
@@ -149,10 +151,10 @@ def _render_task(task: Tuple[int, int]) -> Dict[str, np.ndarray]:
                     out["lidar"] = np.bincount(inst[inst >= 0], minlength=n_inst)
                     out["coverage"] = sweep["coverage"]
             else:
-                sweep = _STATE["radar"].sweep(scene, tau, rng)
+                sweep = _STATE["radar"].sweep(scene, tau, rng, channel)
                 wr.write_radar(path, sweep["records"])
                 if is_key:
                     rec = sweep["records"]
                     kept = (sweep["origin"] == REAL) & radar_kept(rec) & (sweep["inst"] >= 0)
-                    out["radar"] = np.bincount(sweep["inst"][kept], minlength=n_inst)
+                    out["radar"] += np.bincount(sweep["inst"][kept], minlength=n_inst)
     return out

@@ -1,4 +1,4 @@
-"""RADAR_FRONT: an ARS408-like radar on the shared ray caster, writing the devkit's 18 PCD fields."""
+"""The radars: ARS408-like on the shared ray caster, writing the devkit's 18 PCD fields."""
 from __future__ import annotations
 
 from typing import Dict
@@ -27,9 +27,11 @@ _PER_METRE = {ob.BUILDING: (1 / 3, 5, 20), ob.WALL: (1 / 4, 0, 10), ob.FENCE: (1
 
 
 class Radar:
-    """ARS408-like front radar: clusters from a horizontal ray fan at the sensor height (no
-    elevation), range and azimuth noise, RCS, radial velocities, plus multipath ghosts and clutter
-    marked by high false-alarm probability (pdh0) and some invalid states."""
+    """ARS408-like radar at any mount (the same model for all five nuScenes radars): clusters from
+    a horizontal ray fan at the sensor height (no elevation) about the sensor's x axis (near scan
+    +-NEAR_FOV_DEG, far scan +-FAR_FOV_DEG), range and azimuth noise, RCS, radial velocities, plus
+    multipath ghosts and clutter marked by high false-alarm probability (pdh0) and some invalid
+    states. Points in the sensor frame."""
 
     def __init__(self, cfg: RadarConfig):
         self.cfg = cfg
@@ -38,13 +40,15 @@ class Radar:
         self.grid = SphericalGrid(np.zeros(1), -np.radians(NEAR_FOV_DEG), step, n)
         self.azimuth = -np.radians(NEAR_FOV_DEG) + (np.arange(n) + 0.5) * step
 
-    def sweep(self, scene: Scene, tau: float, rng: np.random.Generator) -> Dict[str, np.ndarray]:
-        """-> records (RADAR_DTYPE, sorted by range), inst N int32, origin N (REAL/GHOST/CLUTTER)."""
-        rot, pos = sensor_pose(scene, RADAR, tau)
+    def sweep(self, scene: Scene, tau: float, rng: np.random.Generator,
+              channel: str = RADAR) -> Dict[str, np.ndarray]:
+        """Radar `channel` at scene time tau -> records (RADAR_DTYPE, sorted by range), inst N
+        int32, origin N (REAL/GHOST/CLUTTER)."""
+        rot, pos = sensor_pose(scene, channel, tau)
         prims = scene.prims_at(tau)
         hits = cast(self.grid, rot, pos, prims, FAR_RANGE_M)
-        v_sensor = (sensor_pose(scene, RADAR, tau + 1e-3)[1]
-                    - sensor_pose(scene, RADAR, tau - 1e-3)[1]) / 2e-3
+        v_sensor = (sensor_pose(scene, channel, tau + 1e-3)[1]
+                    - sensor_pose(scene, channel, tau - 1e-3)[1]) / 2e-3
         real = self._surface(hits, prims, v_sensor, rng)
         ghost = self._ghosts(real, rng)
         clutter = self._clutter(rot, v_sensor, rng, 1 if len(real["r"]) + len(ghost["r"]) == 0 else 0)

@@ -12,7 +12,7 @@ import numpy as np
 from pyquaternion import Quaternion
 
 from datasets.synthetic.config import SyntheticConfig
-from datasets.synthetic.sensors import CALIBRATION, CAMERA, CHANNELS, LIDAR, MODALITY, Frame, camera_matrix
+from datasets.synthetic.sensors import CALIBRATION, LIDAR, MODALITY, RIGS, Frame, camera_matrix
 from datasets.synthetic.world import Scene
 
 TABLES = ("category", "attribute", "visibility", "instance", "sensor", "calibrated_sensor", "ego_pose",
@@ -58,8 +58,8 @@ def chain(records: Sequence[Dict[str, Any]]) -> None:
         a["next"], b["prev"] = b["token"], a["token"]
 
 
-def vocabulary(seed: int) -> Dict[str, Table]:
-    """category, attribute, visibility and sensor: the same for every scene."""
+def vocabulary(seed: int, channels: Sequence[str]) -> Dict[str, Table]:
+    """category, attribute, visibility and sensor (one per channel): the same for every scene."""
     return {
         "category": [{"token": token(seed, "category", name), "name": name, "description": name,
                       "index": index} for name, index in CATEGORIES],
@@ -68,7 +68,7 @@ def vocabulary(seed: int) -> Dict[str, Table]:
         "visibility": [{"token": t, "level": level, "description": f"visible fraction {level[1:]} %"}
                        for t, level in VISIBILITY],
         "sensor": [{"token": token(seed, "sensor", ch), "channel": ch, "modality": MODALITY[ch]}
-                   for ch in CHANNELS],
+                   for ch in channels],
     }
 
 
@@ -87,24 +87,25 @@ def scene_tables(cfg: SyntheticConfig, scene: Scene, frames: Dict[str, List[Fram
                  measures: List[Dict[str, np.ndarray]]) -> Dict[str, Table]:
     """log, calibrated_sensor, scene, sample, sample_data, ego_pose, instance, sample_annotation of a
     scene; `measures[k]` holds key frame k's per-instance counts (lidar, coverage, radar)."""
-    seed, h, w = cfg.seed, cfg.camera.height, cfg.camera.width
+    seed, h, w, channels = cfg.seed, cfg.camera.height, cfg.camera.width, RIGS[cfg.rig].channels
     tables: Dict[str, Table] = defaultdict(list)
     log_token, scene_token = token(seed, "log", scene.index), token(seed, "scene", scene.index)
     tables["log"].append({"token": log_token, "logfile": scene.log, "vehicle": "synth",
                           "date_captured": "2020-09-13", "location": "synthetic-city"})
-    calib = {ch: token(seed, "calibrated_sensor", scene.index, ch) for ch in CHANNELS}
+    calib = {ch: token(seed, "calibrated_sensor", scene.index, ch) for ch in channels}
+    camera = {ch: MODALITY[ch] == "camera" for ch in channels}
     tables["calibrated_sensor"] = [{
         "token": calib[ch], "sensor_token": token(seed, "sensor", ch),
         "translation": list(CALIBRATION[ch].translation), "rotation": list(CALIBRATION[ch].rotation),
-        "camera_intrinsic": camera_matrix(h, w).tolist() if ch == CAMERA else []} for ch in CHANNELS]
+        "camera_intrinsic": camera_matrix(h, w, ch).tolist() if camera[ch] else []} for ch in channels]
     key_frames = [f for f in frames[LIDAR] if f.key >= 0]
     samples = [{"token": token(seed, "sample", scene.index, k), "timestamp": f.timestamp, "prev": "",
                 "next": "", "scene_token": scene_token} for k, f in enumerate(key_frames)]
     chain(samples)
-    for ch in CHANNELS:
+    for ch in channels:
         records = []
         for f in frames[ch]:
-            if ch == CAMERA and f.key < 0 and not cfg.camera.sweeps:
+            if camera[ch] and f.key < 0 and not cfg.camera.sweeps:
                 continue
             tok = token(seed, "sample_data", scene.index, ch, f.index)
             rot, pos = scene.to_global(*scene.ego_pose(f.tau(scene)))
@@ -114,8 +115,8 @@ def scene_tables(cfg: SyntheticConfig, scene: Scene, frames: Dict[str, List[Fram
             records.append({
                 "token": tok, "sample_token": samples[min(f.task, len(samples) - 1)]["token"],
                 "ego_pose_token": tok, "calibrated_sensor_token": calib[ch], "timestamp": f.timestamp,
-                "fileformat": "jpg" if ch == CAMERA else "pcd", "is_key_frame": f.key >= 0,
-                "height": h if ch == CAMERA else 0, "width": w if ch == CAMERA else 0,
+                "fileformat": "jpg" if camera[ch] else "pcd", "is_key_frame": f.key >= 0,
+                "height": h if camera[ch] else 0, "width": w if camera[ch] else 0,
                 "filename": frame_filename(scene.log, ch, f.timestamp, f.key >= 0), "prev": "", "next": ""})
         chain(records)
         tables["sample_data"].extend(records)
@@ -131,7 +132,7 @@ def scene_tables(cfg: SyntheticConfig, scene: Scene, frames: Dict[str, List[Fram
 def _annotations(tables: Dict[str, Table], cfg: SyntheticConfig, scene: Scene, key_frames: List[Frame],
                  samples: Table, measures: List[Dict[str, np.ndarray]]) -> None:
     """instance and sample_annotation: objects seen by the key LiDAR sweep or radar."""
-    seed, vocab = cfg.seed, vocabulary(cfg.seed)
+    seed, vocab = cfg.seed, vocabulary(cfg.seed, channels=())
     category = {r["name"]: r["token"] for r in vocab["category"]}
     attribute = {r["name"]: r["token"] for r in vocab["attribute"]}
     street_yaw = np.arctan2(scene.global_rot[1, 0], scene.global_rot[0, 0])

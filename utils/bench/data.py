@@ -15,12 +15,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from datasets.infos import entry_path
+from datasets.infos import entry_path, released_pair
 from datasets.io import read_image_bgr, resolve_data_path
 from datasets.build import build_dataset
-from datasets.infos import CAMERA
 from datasets.nuscenes_dataset import RadarCameraDataset
-from utils.config import Config
+from utils.config import Config, ConfigError
 from utils.files import write_png
 
 
@@ -43,9 +42,10 @@ def time_per_sample(prepare: Callable[[int], Any], indices, repeats: int, desc: 
 def write_stand_in_masks(dataset: RadarCameraDataset, indices, out_dir: Path) -> None:
     """Blocky 8-bit ADE20K-id masks (16 px cells from the image's grey level), PNG-encoded by
     tools/gen_seg_masks.py's writer, so that mask reading is timed on a root without
-    seg_mask/; only for timing."""
+    seg_mask/; only for timing. `indices`: of the dataset's (key frame, camera) samples."""
     for i in indices:
-        path = resolve_data_path(dataset.root, entry_path(dataset.infos[i]["cam_infos"][CAMERA]))
+        record, camera = dataset.pairs[i]
+        path = resolve_data_path(dataset.root, entry_path(dataset.infos[record]["cam_infos"][camera]))
         grey = cv2.cvtColor(read_image_bgr(path), cv2.COLOR_BGR2GRAY)
         h, w = grey.shape
         cells = cv2.resize(grey, (w // 16, h // 16), interpolation=cv2.INTER_AREA) // 20
@@ -58,6 +58,9 @@ def benchmark_data(data_root: str, infos: str, mode: str, samples: int, referenc
     OpenCV and torch (as in a loader worker), each sample's fastest of `repeats` calls. Returns {"mode", "samples", "repeats",
     "ours": {...}, and when asked "reference": {...}, "speedup", "cpu_speedup"}."""
     cfg = cfg or Config()
+    if reference and not released_pair(cfg.data.cameras, cfg.data.radars):
+        raise ConfigError("--reference times the released CAM_FRONT + RADAR_FRONT pipeline only; drop it "
+                          "or the data.cameras / data.radars overrides")
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     dataset = build_dataset(cfg, "train" if mode == "train" else "val", infos=infos, data_root=data_root)

@@ -1,5 +1,6 @@
 """The released code's way of preparing a training / eval sample, re-implemented as the yardstick of
-`tools/benchmark.py data --reference` (never used for training).
+`tools/benchmark.py data --reference` (never used for training): CAM_FRONT with RADAR_FRONT, the
+released pair only (benchmark_data refuses other data.cameras / data.radars).
 
 What makes it slow is kept on purpose: the devkit's point-cloud classes transform the points step
 by step, radar files are parsed point by point, the occlusion filter asks a KD-tree once per point

@@ -1,7 +1,10 @@
-"""Timing of `SpaDe.predict` (`tools/benchmark.py model`): the reference path against the fused one.
+"""Timing of `SpaDe.predict` (`tools/benchmark.py model`): the reference path against the fused one;
+and one image against a surround key frame's batch (`tools/benchmark.py surround`).
 
     result = benchmark_model("cpu", 900, 1600, batch=1, iters=5, options=InferenceOptions())
     print(format_model_table(result))
+    result = benchmark_surround("cpu", 900, 1600, cameras=6, iters=3)
+    print(format_surround_table(result))
 
 Both paths run in one process, interleaved (ref, fused, ref, fused, ...) so that load from other
 processes affects both alike; each variant is warmed up first (compilation, CUDA graph capture,
@@ -11,6 +14,7 @@ two outputs (m).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import statistics
 import time
@@ -127,6 +131,56 @@ def benchmark_model(device: str, height: int, width: int, batch: int = 1, iters:
         result["mean_abs_diff_m"] = diff.mean().item()
         result["speedup"] = statistics.median(r / f for r, f in zip(times["reference"], times["fused"]))
     return result
+
+
+def benchmark_surround(device: str, height: int, width: int, cameras: int = 6, iters: int = 3,
+                       warmup: int = 1, options: InferenceOptions = InferenceOptions()) -> Dict:
+    """Time `predict` (its default fused path with `options`, as tools/predict.py runs it) on one
+    image and on a batch of `cameras` images (a surround key frame), interleaved, each on its own
+    copy of one random-weight network with randomised BN (each keeps its padded-input buffer),
+    realistic random inputs.
+
+    Returns {"device", "settings", "times_s": {"1 image": [...], "<cameras> images": [...]},
+    "ratio"} with ratio the median of the per-round ratios batch / single.
+    """
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    model = randomize_bn(SpaDe()).to(dev).eval()
+    model.inference_options = options
+    surround = [t.to(dev) for t in realistic_inputs(cameras, height, width)]
+    single, surround_model = [t[:1] for t in surround], copy.deepcopy(model)
+    names = ("1 image", f"{cameras} images")
+    fns = {names[0]: lambda: model.predict(*single), names[1]: lambda: surround_model.predict(*surround)}
+    with torch.inference_mode():
+        times = time_interleaved(fns, iters, warmup, dev)
+    return {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name(),
+            "settings": {"height": height, "width": width, "cameras": cameras, "iters": iters,
+                         "warmup": warmup, "threads": torch.get_num_threads(),
+                         "options": dataclasses.asdict(options)},
+            "times_s": times,
+            "ratio": statistics.median(b / s for s, b in zip(*times.values()))}
+
+
+def surround_summary(result: Dict) -> Dict:
+    """The final JSON line of `benchmark_surround`."""
+    s = result["settings"]
+    (single, batch), cameras = result["times_s"].values(), s["cameras"]
+    return {"device": result["device"], "height": s["height"], "width": s["width"], "cameras": cameras,
+            "single_s": round(statistics.median(single), 4), "surround_s": round(statistics.median(batch), 4),
+            "ratio": round(result["ratio"], 3), "within_target": result["ratio"] < cameras}
+
+
+def format_surround_table(result: Dict) -> str:
+    s = result["settings"]
+    lines = [f"device: {result['device']}   image {s['height']} x {s['width']}   threads {s['threads']}   "
+             f"weights: random   fused options: {s['options']}",
+             f"{'input':<10} {'median s':>9} {'min s':>8} {'s per image':>12}"]
+    for (name, times), images in zip(result["times_s"].items(), (1, s["cameras"])):
+        median = statistics.median(times)
+        lines.append(f"{name:<10} {median:>9.4f} {min(times):>8.4f} {median / images:>12.4f}")
+    lines.append(f"surround / single (median of per-round ratios): {result['ratio']:.2f}x "
+                 f"(target: under {s['cameras']}x)")
+    return "\n".join(lines)
 
 
 def cpu_name() -> str:

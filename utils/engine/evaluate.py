@@ -8,7 +8,10 @@
 
 Every batch's prediction goes through each evaluator of the list (utils/engine/evaluators.py:
 the released protocol, the dense-truth and leakage measures, prediction and panel writers); their
-per-image columns make the CSV rows and their summaries the summary. A non-finite prediction
+per-image columns make the CSV rows and their summaries the summary. Where the samples carry their
+`camera` (datasets/nuscenes_dataset.py: one sample per key frame and camera), the rows gain a
+`camera` column and the summary, pooled over every (key frame, camera) image, gains `per_camera`:
+the same summary over each camera's images alone. A non-finite prediction
 stops the evaluation with an EvaluationError naming the image (it would otherwise leave the mean
 unnoticed). A summary value that is undefined (NaN in memory) is written as null with its reason
 (utils/jsonio.py, reasons: NULL_REASONS) and shown as "n/a (reason)" by format_table.
@@ -104,13 +107,31 @@ def _to_device(batch: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
             for k, v in batch.items()}
 
 
+def camera_images(cameras: Sequence[str]) -> Dict[str, List[int]]:
+    """{camera: positions of its images in `cameras` (one name per image)}, cameras in the order
+    they first appear."""
+    groups: Dict[str, List[int]] = {}
+    for position, camera in enumerate(cameras):
+        groups.setdefault(camera, []).append(position)
+    return groups
+
+
+def summarise(evaluators: Sequence[Any], images: Sequence[int] | None = None) -> Dict[str, Any]:
+    """The evaluators' summaries merged, over the images at positions `images` (None: all)."""
+    summary: Dict[str, Any] = {}
+    for evaluator in evaluators:
+        summary.update(evaluator.summary(images))
+    return summary
+
+
 @torch.inference_mode()
 def evaluate(predict: Predictor, dataset: Dataset, evaluators: Sequence[Any], *, batch_size: int = 4,
              num_workers: int = 0, max_samples: int = 0, device: torch.device | str = "cpu",
              desc: str = "eval", progress: bool = True) -> Dict[str, Any]:
     """Run `predict` over `dataset` (eval-mode samples) in order, each batch's prediction through
-    every evaluator. Returns {"summary": the evaluators' summaries merged, with `seconds`,
-    "rows": one dict per image (index, name and the evaluators' columns)}."""
+    every evaluator. Returns {"summary": the evaluators' summaries merged, with `seconds` and,
+    where the samples carry `camera`, `per_camera` ({camera: the summary of its images}),
+    "rows": one dict per image (index, name, camera where carried, and the evaluators' columns)}."""
     device = torch.device(device)
     if max_samples > 0 and max_samples < len(dataset):
         dataset = Subset(dataset, range(max_samples))
@@ -126,17 +147,18 @@ def evaluate(predict: Predictor, dataset: Dataset, evaluators: Sequence[Any], *,
             batch = _to_device(batch, device)
             pred_m = predict(batch).float()
             check_finite(pred_m, batch["name"], indices)
-            columns: Dict[str, List[float]] = {}
+            columns: Dict[str, List[Any]] = {"index": indices, "name": batch["name"]}
+            columns.update({"camera": batch["camera"]} if "camera" in batch else {})
             for evaluator in evaluators:
                 columns.update(evaluator.process(batch, pred_m))
-            rows += [{"index": index, "name": name, **{k: v[i] for k, v in columns.items()}}
-                     for i, (index, name) in enumerate(zip(indices, batch["name"]))]
+            rows += [{k: v[i] for k, v in columns.items()} for i in range(len(indices))]
     finally:
         shutdown_workers(batches)       # on an error too: no worker killed at exit with a traceback
-    summary: Dict[str, Any] = {}
-    for evaluator in evaluators:
-        summary.update(evaluator.summary())
+    summary = summarise(evaluators)
     summary["seconds"] = time.perf_counter() - start
+    if rows and "camera" in rows[0]:
+        summary["per_camera"] = {camera: summarise(evaluators, images)
+                                 for camera, images in camera_images([r["camera"] for r in rows]).items()}
     return {"summary": summary, "rows": rows}
 
 
@@ -166,24 +188,28 @@ def write_results(result: Dict[str, Any], out_json: str | Path, **meta: Any) -> 
 
 
 def format_table(summary: Dict[str, Any], title: str = "") -> str:
-    """The released protocol's table in millimetres (plus dense/LDL lines where present); an
-    undefined value shows as n/a, with its reason."""
+    """The released protocol's table in millimetres, pooled over all images, with a row per
+    camera under the MAE and the RMSE rows when `per_camera` holds several cameras (plus dense/LDL
+    lines where present); an undefined value shows as n/a, with its reason."""
     ranges = list(summary["mae_mm"])
+    cameras = summary.get("per_camera", {}) if len(summary.get("per_camera", {})) > 1 else {}
+    width = max([14] + [len(camera) + 3 for camera in cameras])
     lines = [title] if title else []
     undefined = []
 
-    def row(label: str, values: Dict[str, Any]) -> str:
+    def row(label: str, values: Dict[str, Any], what: str = "") -> str:
         cells = []
         for r in ranges:
             value = values.get(r)
             finite = isinstance(value, (int, float)) and math.isfinite(value)
-            undefined.extend([] if finite else [f"{label} 0-{r} m"])
+            undefined.extend([] if finite else [f"{what or label} 0-{r} m"])
             cells.append(f"{value:>12.1f}" if finite else f"{'n/a':>12}")
-        return f"{label:<14}" + "".join(cells)
+        return f"{label:<{width}}" + "".join(cells)
 
-    lines.append(f"{'range':<14}" + "".join(f"{'0-' + r + ' m':>12}" for r in ranges))
-    lines.append(row("MAE (mm)", summary["mae_mm"]))
-    lines.append(row("RMSE (mm)", summary["rmse_mm"]))
+    lines.append(f"{'range':<{width}}" + "".join(f"{'0-' + r + ' m':>12}" for r in ranges))
+    for label, key in (("MAE (mm)", "mae_mm"), ("RMSE (mm)", "rmse_mm")):
+        lines.append(row(label, summary[key]))
+        lines += [row(f"  {camera}", own[key], f"{camera} {label}") for camera, own in cameras.items()]
     if "dense" in summary:
         d = summary["dense"]
         lines.append(row("dense MAE", d["mae_mm"]))
@@ -196,5 +222,6 @@ def format_table(summary: Dict[str, Any], title: str = "") -> str:
                      f"elsewhere {shown(ldl['mae_miss_mm'], '.1f', '/ldl/mae_miss_mm', ' mm')} (ratio "
                      f"{shown(ldl['miss_hit_ratio'], '.2f', '/ldl/miss_hit_ratio')}); "
                      f"stripe index {shown(ldl['stripe_index'], '.2f', '/ldl/stripe_index')}")
-    lines.append(f"{summary['num_samples']} images")
+    each = ", ".join(f"{camera} {own['num_samples']}" for camera, own in cameras.items())
+    lines.append(f"{summary['num_samples']} images" + (f" ({each})" if each else ""))
     return "\n".join(lines)

@@ -2,7 +2,10 @@
 protocol, in the manner of detectron2's DatasetEvaluator.
 
     process(batch, pred_m) -> {column: [value per image]}   # per-image CSV columns (may be empty)
-    summary() -> {...}                                      # merged into the run's summary
+    summary(images=None) -> {...}                           # merged into the run's summary
+
+`images`: the positions (in the order processed) of the images to summarise, None = all of them;
+evaluate() summarises each camera's images this way (summary["per_camera"]).
 
 `LidarEvaluator` is the released protocol; `DenseEvaluator` needs `dense_depth` in the batch (the
 synthetic world); `PredictionWriter` and `PanelWriter` write files. `evaluators_for` builds the
@@ -10,8 +13,9 @@ list that eval.py, the demo, the ablations and training's validation use.
 """
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, TypeVar
 
 import torch
 
@@ -22,6 +26,24 @@ from utils.metrics import DepthMetrics
 from utils.visualize import sample_panel
 
 Columns = Dict[str, List[float]]
+Images = Optional[Sequence[int]]           # positions of images in the order processed; None = all
+Metrics = TypeVar("Metrics", DepthMetrics, LeakageMetrics)
+
+
+def _at(per_image: List[Any], images: Images) -> List[Any]:
+    """The values of the images at the positions `images` (all for None)."""
+    return per_image if images is None else [per_image[i] for i in images]
+
+
+def _only(metrics: Metrics, images: Images) -> Metrics:
+    """`metrics` itself (images None), else a copy whose per-image fields ({key: [value per
+    image]}) hold only the images at the positions `images`."""
+    if images is None:
+        return metrics
+    per_image = {f.name: getattr(metrics, f.name) for f in fields(metrics)
+                 if isinstance(getattr(metrics, f.name), dict)}
+    return replace(metrics, **{name: {key: _at(values, images) for key, values in per_key.items()}
+                               for name, per_key in per_image.items()})
 
 
 def _mm_columns(errs: Dict[int, Dict[str, List[float]]], prefix: str = "") -> Columns:
@@ -39,8 +61,9 @@ class LidarEvaluator:
     def process(self, batch: Dict[str, Any], pred_m: torch.Tensor) -> Columns:
         return _mm_columns(self.metrics.update(pred_m, batch["lidar_map"]))
 
-    def summary(self) -> Dict[str, Any]:
-        return {"num_samples": self.metrics.num_images, **self.metrics.summary()}
+    def summary(self, images: Images = None) -> Dict[str, Any]:
+        metrics = _only(self.metrics, images)
+        return {"num_samples": metrics.num_images, **metrics.summary()}
 
 
 class DenseEvaluator:
@@ -62,26 +85,27 @@ class DenseEvaluator:
         columns["ldl_stripe_index"] = ldl["stripe_index"]
         return columns
 
-    def summary(self) -> Dict[str, Any]:
-        dense = self.metrics.summary()
+    def summary(self, images: Images = None) -> Dict[str, Any]:
+        dense = _only(self.metrics, images).summary()
         return {"dense": {"mae_mm": dense["mae_mm"], "rmse_mm": dense["rmse_mm"]},
-                "ldl": self.leakage.summary()}
+                "ldl": _only(self.leakage, images).summary()}
 
 
 class PredictionWriter:
     """<folder>/<image name>.png, uint16 millimetres (datasets/io.py; saturates at 65.535 m)."""
 
     def __init__(self, folder: str | Path):
-        self.folder, self.saturated = Path(folder), 0
+        self.folder, self.saturated = Path(folder), []          # saturated pixels per image
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def process(self, batch: Dict[str, Any], pred_m: torch.Tensor) -> Columns:
-        for name, depth in zip(batch["name"], pred_m[:, 0].cpu().numpy()):
-            self.saturated += write_depth_png(self.folder / f"{name}.png", depth)
+        self.saturated += [write_depth_png(self.folder / f"{name}.png", depth)
+                           for name, depth in zip(batch["name"], pred_m[:, 0].cpu().numpy())]
         return {}
 
-    def summary(self) -> Dict[str, Any]:
-        return {"saved_pixels_saturated": self.saturated} if self.saturated else {}
+    def summary(self, images: Images = None) -> Dict[str, Any]:
+        saturated = sum(_at(self.saturated, images))
+        return {"saved_pixels_saturated": saturated} if saturated else {}
 
 
 class PanelWriter:
@@ -101,7 +125,7 @@ class PanelWriter:
                           scale=self.scale)
         return {}
 
-    def summary(self) -> Dict[str, Any]:
+    def summary(self, images: Images = None) -> Dict[str, Any]:
         return {}
 
 

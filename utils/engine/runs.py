@@ -2,6 +2,7 @@
 a model trained per a config (trained unless its out_dir already holds the finished run).
 
     ensure_world(cfg)            # generate data.root and its info files unless present
+    ensure_world(cfg, SURROUND_WORLD_CONFIG)     # the six-camera, five-radar world
     model = trained_model(cfg)   # eval mode, on the GPU when there is one
     train_in_parallel(cfgs, 2)   # several runs at once, each in its own process
 """
@@ -30,21 +31,24 @@ from utils.schedule import total_steps
 
 REPO = Path(__file__).resolve().parents[2]
 WORLD_CONFIG = REPO / "configs" / "synthetic_world.yaml"
+SURROUND_WORLD_CONFIG = REPO / "configs" / "synthetic_world_surround.yaml"
 log = logging.getLogger(__name__)
 
 
 def world_complete(root: Path) -> bool:
-    """Tables, splits.json and one dense-truth file per key frame are on disk."""
+    """Tables, splits.json and one dense-truth file per camera key image are on disk."""
     tables = root / "v1.0-trainval"
     if not ((root / "splits.json").is_file() and (tables / "sample.json").is_file()
             and (tables / "sample_data.json").is_file()):
         return False
-    keyframes = len(json.loads((tables / "sample.json").read_text()))
-    return keyframes > 0 and len(list((root / "depth_dense").glob("*.png"))) == keyframes
+    key_images = sum(sd["is_key_frame"] and sd["fileformat"] == "jpg"
+                     for sd in json.loads((tables / "sample_data.json").read_text()))
+    return key_images > 0 and len(list((root / "depth_dense").glob("*.png"))) == key_images
 
 
-def ensure_world(cfg: Config) -> None:
-    """Generate the synthetic default world into data.root and build its info files."""
+def ensure_world(cfg: Config, world_config: Path = WORLD_CONFIG) -> None:
+    """Generate the synthetic world of `world_config` (default: the embedded default world) into
+    data.root unless present, and build its info files."""
     root = Path(cfg.data.root)
     if world_complete(root):
         log.info("synthetic world present in %s", root)
@@ -56,7 +60,7 @@ def ensure_world(cfg: Config) -> None:
                               "synthetic_config.yaml); nothing was changed. The synthetic world is "
                               "generated into a new or empty folder: set data.root to one")
         log.info("generating the synthetic world into %s (a few minutes on 2 cores)", root)
-        generate(load_synthetic_config(WORLD_CONFIG), root, overwrite=ours)
+        generate(load_synthetic_config(world_config), root, overwrite=ours)
     if not (Path(cfg.data.train_infos).is_file() and Path(cfg.data.val_infos).is_file()):
         from nuscenes.nuscenes import NuScenes
         infos = create_infos(NuScenes("v1.0-trainval", str(root), verbose=False),

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import yaml
 
-from datasets.infos import CAMERA, load_infos
+from datasets.infos import load_infos
 from datasets.io import read_depth_png
 from datasets.label_builder import build_labels, frame_name, read_done
 from datasets.label_maps import label_error_counts, label_folder, pooled_label_error, read_label
@@ -71,30 +71,37 @@ def has_truth(cfg: Config) -> bool:
 
 
 def labels_for(cfg: Config, preset: str, version: str, workers: int) -> None:
-    """The preset's labels of the train and val key frames (missing ones only)."""
+    """The preset's labels of the train and val key frames, for each of data.cameras (missing ones
+    only)."""
     for infos in (cfg.data.train_infos, cfg.data.val_infos):
-        build_labels(cfg.data.root, infos, preset, cfg.data.label_dir, version, workers, progress=False)
+        build_labels(cfg.data.root, infos, preset, cfg.data.label_dir, version, workers, progress=False,
+                     cameras=cfg.data.cameras)
 
 
-def evaluated_run(cfg: Config) -> Tuple[Dict[str, Any], SpaDe]:
+def evaluated_run(cfg: Config, eval_cfg: Optional[Config] = None) -> Tuple[Dict[str, Any], SpaDe]:
     """(evaluation summary on data.val_infos, model) of the run of `cfg`, trained now unless
-    finished; the summary is kept in the run folder (eval.json) and reused while the checkpoint
-    is unchanged."""
+    finished, scored with the data and eval settings of `eval_cfg` (default `cfg`; e.g. other
+    data.cameras); the summary is kept in the run folder (eval.json) and reused while the
+    checkpoint and those settings are unchanged."""
+    eval_cfg = eval_cfg or cfg
     start = time.perf_counter()
     model = trained_model(cfg)
     trained_s = time.perf_counter() - start
     ckpt = Path(cfg.train.out_dir) / "checkpoints" / "latest.ckpt"
     cache = Path(cfg.train.out_dir) / "eval.json"
-    stamp = {"checkpoint_mtime_ns": ckpt.stat().st_mtime_ns, "val_infos": cfg.data.val_infos,
-             "eval": config_to_dict(cfg)["eval"]}
+    stamp = {"checkpoint_mtime_ns": ckpt.stat().st_mtime_ns, "val_infos": eval_cfg.data.val_infos,
+             "eval": config_to_dict(eval_cfg)["eval"]}
+    if eval_cfg is not cfg:
+        stamp["data"] = config_to_dict(eval_cfg)["data"]
     if cache.is_file():
         kept = restore(json.loads(cache.read_text()))      # its nulls: NaN again, as computed
         if kept.get("stamp") == stamp:
             return kept["summary"], model
-    summary = evaluate(model_predictor(model, cfg.eval.optimized),
-                       build_dataset(cfg, "val"),
-                       evaluators_for(cfg.data.root, cfg.eval.ranges_m), batch_size=cfg.eval.batch_size,
-                       device=next(model.parameters()).device, num_workers=cfg.data.num_workers,
+    summary = evaluate(model_predictor(model, eval_cfg.eval.optimized),
+                       build_dataset(eval_cfg, "val"),
+                       evaluators_for(eval_cfg.data.root, eval_cfg.eval.ranges_m),
+                       batch_size=eval_cfg.eval.batch_size, device=next(model.parameters()).device,
+                       num_workers=eval_cfg.data.num_workers,
                        desc=Path(cfg.train.out_dir).parent.name, progress=False)["summary"]
     summary["seconds_train_or_load"] = round(trained_s, 1)
     cache.write_text(dumps({"stamp": stamp, "summary": summary}, indent=2, reasons=NULL_REASONS) + "\n")
@@ -102,9 +109,9 @@ def evaluated_run(cfg: Config) -> Tuple[Dict[str, Any], SpaDe]:
 
 
 def native_lidar_labels(cfg: Config, infos: str) -> RadarCameraDataset:
-    """Train-mode samples of `infos` at the camera's own size, no disruption: their lidar_map is
-    the single-sweep label as trained (range and occlusion filter)."""
-    cam = load_infos(infos)[0]["cam_infos"][CAMERA]
+    """Train-mode samples of `infos` at the size of the first camera of data.cameras, no
+    disruption: their lidar_map is the single-sweep label as trained (range and occlusion filter)."""
+    cam = load_infos(infos)[0]["cam_infos"][cfg.data.cameras[0]]
     plain = copy.deepcopy(cfg)
     apply_mapping(plain, {"data": {"disruption": "none", "mask_supervision": False, "height": cam["height"],
                                    "width": cam["width"], "label_kind": "lidar", "label_dir": "",
@@ -112,26 +119,31 @@ def native_lidar_labels(cfg: Config, infos: str) -> RadarCameraDataset:
     return build_dataset(plain, "train", infos=infos)
 
 
+def sample_names(dataset: RadarCameraDataset) -> List[str]:
+    """The image name (label name) of each sample of `dataset`, one per (key frame, camera) pair."""
+    return [frame_name(dataset.infos[record], camera) for record, camera in dataset.pairs]
+
+
 def label_quality(cfg: Config) -> Optional[Dict[str, float]]:
-    """The training label's pooled error against the exact truth over the train key frames (as
-    trained: beyond data.max_depth_m cut); None without exact truth."""
+    """The training label's pooled error against the exact truth over the train samples (each key
+    frame's image of each of data.cameras; as trained: beyond data.max_depth_m cut); None without
+    exact truth."""
     if not has_truth(cfg):
         return None
     root, counts = Path(cfg.data.root), []
-    samples = native_lidar_labels(cfg, cfg.data.train_infos) if cfg.data.label_kind == "lidar" else None
-    for index, record in enumerate(load_infos(cfg.data.train_infos)):
-        name = frame_name(record)
-        label = samples[index]["lidar_map"][0] if samples is not None else read_label(root, cfg.data, name)
+    samples = native_lidar_labels(cfg, cfg.data.train_infos)
+    for index, name in enumerate(sample_names(samples)):
+        label = (samples[index]["lidar_map"][0] if cfg.data.label_kind == "lidar"
+                 else read_label(root, cfg.data, name))
         label = np.where(label < cfg.data.max_depth_m, label, 0)
         counts.append(label_error_counts(label, read_depth_png(root / "depth_dense" / f"{name}.png")))
     return pooled_label_error(counts)
 
 
-def smear_frame(cfg: Config, label_dir: str) -> int:
-    """Index in data.val_infos of the val frame whose accumulated label has the most pixels more
+def smear_frame(names: List[str], root: str, label_dir: str) -> int:
+    """Index in `names` (image names) of the frame whose accumulated label has the most pixels more
     than 1 m off from another sweep's moving object (frames.jsonl); the middle frame without."""
-    names = [frame_name(r) for r in load_infos(cfg.data.val_infos)]
-    frames = read_done(label_folder(cfg.data.root, label_dir) / "frames.jsonl")
+    frames = read_done(label_folder(root, label_dir) / "frames.jsonl")
     smear = [frames.get(n, {}).get("error_smear", {}).get("far_off", -1) for n in names]
     return int(np.argmax(smear)) if max(smear) >= 0 else len(names) // 2
 
@@ -144,8 +156,9 @@ def picture(cfgs: Dict[str, Config], models: Dict[str, SpaDe], out: Path) -> Opt
     if REFERENCE_ROW not in cfgs or dense is None:
         return None
     base = cfgs[REFERENCE_ROW]
-    index = smear_frame(base, cfgs[dense].data.label_dir)
-    sample = build_dataset(base, "val")[index]
+    val = build_dataset(base, "val")
+    index = smear_frame(sample_names(val), base.data.root, cfgs[dense].data.label_dir)
+    sample = val[index]
     name, vmax = sample["name"], float(max(base.eval.ranges_m))
     root = Path(base.data.root)
     single = native_lidar_labels(base, base.data.val_infos)[index]["lidar_map"]

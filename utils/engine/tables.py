@@ -168,3 +168,30 @@ def ablation_markdown(rows: List[Dict[str, Any]]) -> str:
             "measures of utils/ldl.py against the dense truth (ratio = elsewhere / on LiDAR "
             "pixels; stripe index 1 = the truth's vertical/horizontal gradient balance).\n\n"
             + "\n".join(lines) + "\n")
+
+
+def surround_markdown(arms: List[Dict[str, Any]], far: str = "80") -> str:
+    """The surround table (utils/engine/surround.py): per camera and pooled, each arm's LiDAR MAE
+    0-`far` m (and the exact-truth MAE where the world has it) as mean ± sd over seeds, and the
+    gap of the last arm to the first with its 95 % interval (Welch's t)."""
+    cameras = list(arms[0]["runs"][0].get("per_camera", {}))
+    dense = any("dense" in run for arm in arms for run in arm["runs"])
+    metrics = [("LiDAR MAE", ("mae_mm", far))] + ([("exact-truth MAE", ("dense", "mae_mm", far))] if dense else [])
+    first, last = arms[0], arms[-1]
+    head = ["camera"] + [f"{label} `{arm['name']}`" for label, _ in metrics for arm in arms] \
+        + [f"{label} gap" for label, _ in metrics]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for camera in cameras + ["all (pooled)"]:
+        def runs(arm):
+            return arm["runs"] if camera == "all (pooled)" else [r["per_camera"].get(camera, {}) for r in arm["runs"]]
+        cells = [camera] + [cell(values(runs(arm), path)) for _, path in metrics for arm in arms]
+        for _, path in metrics:
+            a, b = values(runs(last), path), values(runs(first), path)
+            test = welch(a, b) if a and b else None
+            cells.append("n/a" if test is None else f"{test[0]:+.0f} ± {test[1]:.0f}"
+                         + (" *" if abs(test[0]) > test[1] else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    seeds = ", ".join(f"`{arm['name']}`: {len(arm['runs'])} seeds" for arm in arms)
+    return (f"Errors in mm, 0-{far} m, on the surround val split ({seeds}; mean ± sd over seeds). "
+            f"gap = `{last['name']}` - `{first['name']}` ± the 95 % interval of Welch's t; * beyond "
+            "seed noise.\n\n" + "\n".join(lines) + "\n")
