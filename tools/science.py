@@ -24,7 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # as tools/demo.py: robust
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from utils.cli import make_parser  # noqa: E402
+from utils.cli import make_parser, positive_int  # noqa: E402
 from utils.config import ConfigError  # noqa: E402
 from utils.engine.science import run_science, science_rows  # noqa: E402
 
@@ -40,18 +40,16 @@ def main(argv=None) -> List[Dict[str, Any]]:
     parser.add_argument("--base", default=str(REPO / "configs" / "synthetic_demo.yaml"),
                         help="base config of every row (configs/spade_nuscenes.yaml for nuScenes)")
     parser.add_argument("--rows", nargs="*", help="rows of configs/science/rows.yaml to run (default all)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per row: train.seed = 0 .. N-1")
+    parser.add_argument("--seeds", type=positive_int, default=3, help="seeds per row: train.seed = 0 .. N-1")
     parser.add_argument("--out", default="outputs/science", help="runs, table.md/.json and the picture")
     parser.add_argument("--version", default="v1.0-trainval", help="nuScenes table folder for the labels")
-    parser.add_argument("--jobs", type=int, default=1,
+    parser.add_argument("--jobs", type=positive_int, default=1,
                         help="runs trained at once, each in its own process with cpu_count/jobs "
                              "threads (2 on a 2-core CPU: 1.84x the throughput; console in <run>/console.log)")
     parser.add_argument("--label-workers", type=int, default=1, help="processes building labels")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of every run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.seeds < 1 or args.jobs < 1:
-        sys.exit("error: --seeds and --jobs must be at least 1")
     try:
         science_rows(args.rows)
     except ValueError as err:

@@ -19,7 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # as tools/demo.py: robust
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.cli import make_parser  # noqa: E402
+from utils.cli import make_parser, positive_int  # noqa: E402
 from utils.config import ConfigError  # noqa: E402
 from utils.engine.surround import ARMS, run_surround  # noqa: E402
 
@@ -32,17 +32,15 @@ def main(argv=None) -> List[Dict[str, Any]]:
             data.train_infos=data/nuscenes_radar_5sweeps_infos_train.pkl \\
             data.val_infos=data/nuscenes_radar_5sweeps_infos_val.pkl data.height=900 data.width=1600
         """)
-    parser.add_argument("--seeds", type=int, default=2, help="seeds per arm: train.seed = 0 .. N-1")
+    parser.add_argument("--seeds", type=positive_int, default=2, help="seeds per arm: train.seed = 0 .. N-1")
     parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=ARMS,
                         help="arms to run (default both; the gap compares the last to the first)")
     parser.add_argument("--out", default="outputs/surround", help="runs and table.md/.json")
-    parser.add_argument("--jobs", type=int, default=1,
+    parser.add_argument("--jobs", type=positive_int, default=1,
                         help="runs trained at once, each in its own process with cpu_count/jobs threads")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of every run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.seeds < 1 or args.jobs < 1:
-        sys.exit("error: --seeds and --jobs must be at least 1")
     try:
         return run_surround(args.seeds, Path(args.out), args.overrides, args.jobs, args.arms)
     except ConfigError as err:

@@ -25,3 +25,14 @@ def make_parser(description: str, examples: str, epilog: str = "", **kwargs) -> 
     return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter,
                                    epilog=text + (f"\n\n{textwrap.dedent(epilog).strip()}" if epilog else ""),
                                    **kwargs)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (else the usage error names the value)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return value
