@@ -41,7 +41,8 @@ def fit_row_median(cfg: Config) -> RowMedianDepth:
 def demo_panel(model: SpaDe, sample: Dict[str, Any], max_depth_m: float) -> np.ndarray:
     """Image, radar, prediction and |error| against the LiDAR of one eval sample (BGR uint8)."""
     device = next(model.parameters()).device
-    s = {k: torch.as_tensor(v)[None].to(device) for k, v in sample.items() if k != "name"}
+    s = {k: torch.as_tensor(sample[k])[None].to(device)
+         for k in ("img", "radar_map", "radar_pts", "radar_count", "lidar_map")}
     with torch.inference_mode():
         pred = model.predict(s["img"], s["radar_map"], s["radar_pts"], s["radar_count"])[0, 0]
     return panel([("image", image_bgr(s["img"][0])),
