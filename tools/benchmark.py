@@ -3,6 +3,7 @@ Figures and the machines they were measured on: docs/benchmarks.md."""
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -29,6 +30,14 @@ EXAMPLES = {
         python tools/benchmark.py train --device cuda --height 900 --width 1600 --batch 10 --workers 4 \\
             --infos data/nuscenes_radar_5sweeps_infos_train.pkl --data-root data/nuscenes
         """,
+    "wall": """
+        git clone . /tmp/fresh && python tools/benchmark.py wall --cwd /tmp/fresh \\
+            --record docs/figures/make_test_cpu.json -- make test
+        """,
+    "figures": """
+        python tools/benchmark.py figures            # do the docs quote exactly what docs/figures holds?
+        python tools/benchmark.py figures --write    # rewrite their tables from the records
+        """,
 }
 
 
@@ -37,6 +46,10 @@ def add_command(sub, name: str, summary: str, description: str):
     examples = EXAMPLES[name]
     parser = sub.add_parser(name, help=summary, description=description, formatter_class=HelpFormatter,
                             epilog=make_parser("", examples).epilog)
+    if name != "figures":
+        parser.add_argument("--record", metavar="PATH", default=None,
+                            help="also write the result with its command, machine, load and commit "
+                                 "to PATH (docs/figures/<name>.json: the figures the docs quote)")
     return parser
 
 
@@ -89,6 +102,18 @@ def add_shape_args(p, height: int, width: int, batch: int, iters: int) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
 
 
+def add_reuse_arg(p) -> None:
+    p.add_argument("--reuse-freed-buffers", action="store_true",
+                   help="glibc keeps freed tensors for reuse, as in a process that built a "
+                        "RadarCameraDataset (eval.py, tools/predict.py --infos): fewer page faults on CPU")
+
+
+def apply_reuse_arg(args) -> None:
+    if args.reuse_freed_buffers:
+        from datasets.workers import reuse_freed_buffers
+        reuse_freed_buffers()
+
+
 def add_model_command(sub) -> None:
     p = add_command(sub, "model", "time SpaDe.predict: the reference path against the fused one",
                        "Time SpaDe.predict with optimized=False (forward with BN, both "
@@ -110,9 +135,7 @@ def add_model_command(sub) -> None:
                    help='fused: torch.compile mode, e.g. "default", "max-autotune-no-cudagraphs", '
                         '"reduce-overhead" (CUDA graphs); empty = eager')
     p.add_argument("--tf32", action="store_true", help="CUDA: allow TF32 in fp32 convs/matmuls")
-    p.add_argument("--reuse-freed-buffers", action="store_true",
-                   help="glibc keeps freed tensors for reuse, as in a process that built a "
-                        "RadarCameraDataset (eval.py): fewer page faults on CPU")
+    add_reuse_arg(p)
     p.set_defaults(run=run_model)
 
 
@@ -121,9 +144,7 @@ def run_model(args) -> dict:
     from models.inference import InferenceOptions
     from utils.bench.model import benchmark_model, format_model_table, summary
     torch.set_num_threads(args.threads)
-    if args.reuse_freed_buffers:
-        from datasets.workers import reuse_freed_buffers
-        reuse_freed_buffers()
+    apply_reuse_arg(args)
     options = InferenceOptions(channels_last=not args.no_channels_last,
                                deconv_as_shuffle=args.deconv_as_shuffle,
                                fold_upsample=not args.no_fold_upsample, bf16=args.bf16,
@@ -143,6 +164,7 @@ def add_surround_command(sub) -> None:
                     "random inputs. Prints medians, seconds per image and the ratio (target: under "
                     '--batch); the last line is JSON: {"ratio": ...}.')
     add_shape_args(p, 900, 1600, 6, 3)
+    add_reuse_arg(p)
     p.set_defaults(run=run_surround)
 
 
@@ -150,10 +172,60 @@ def run_surround(args) -> dict:
     import torch
     from utils.bench.model import benchmark_surround, format_surround_table, surround_summary
     torch.set_num_threads(args.threads)
+    apply_reuse_arg(args)
     result = benchmark_surround(args.device, args.height, args.width, args.batch, args.iters,
                                 args.warmup)
     print(format_surround_table(result))
     return surround_summary(result)
+
+
+# ---- wall: a whole command's time, e.g. make test on a new clone (utils/bench/figures.py) --------
+def add_wall_command(sub) -> None:
+    p = add_command(sub, "wall", "time a whole command (make test, make demo) end to end",
+                    "Run COMMAND in --cwd and report its wall time and exit status, and whether "
+                    "--cwd was a new clone (no .venv, no data/synthetic) when it started. With "
+                    "--result-file the JSON that COMMAND wrote (e.g. outputs/demo/metrics.json) is "
+                    'kept in the record. The last line is JSON: {"wall_s": ...}.')
+    p.add_argument("--cwd", default=".", help="folder to run COMMAND in (a new clone: a new user's wait)")
+    p.add_argument("--result-file", default=None, help="JSON file COMMAND writes, relative to --cwd")
+    p.add_argument("cmd", nargs="+", metavar="COMMAND", help="the command, after --")
+    p.set_defaults(run=run_wall)
+
+
+def run_wall(args) -> dict:
+    import json
+    import subprocess
+    import time
+    cwd = Path(args.cwd).resolve()
+    new_clone = not (cwd / ".venv").exists() and not (cwd / "data" / "synthetic").exists()
+    start = time.perf_counter()
+    status = subprocess.run(args.cmd, cwd=cwd).returncode
+    result = {"command": shlex.join(args.cmd), "wall_s": round(time.perf_counter() - start, 1),
+              "exit_status": status, "new_clone": new_clone}
+    if args.result_file:
+        result["result_file"] = json.loads((cwd / args.result_file).read_text())
+    args.commit_folder = cwd
+    return result
+
+
+# ---- figures: the docs' figure tables against docs/figures (utils/bench/figures.py) -------------
+def add_figures_command(sub) -> None:
+    p = add_command(sub, "figures", "check (or rewrite) the figure tables the docs quote",
+                    "README.md and docs/*.md quote measured figures only between <!-- figures VIEW "
+                    "NAME ... --> markers; each block is the rendering of records docs/figures/NAME.json "
+                    "(written by --record). Lists every block that differs from its records and every "
+                    "record no doc quotes, and exits 1 when there is one; --write rewrites the blocks.")
+    p.add_argument("--write", action="store_true", help="rewrite the blocks from the records")
+    p.set_defaults(run=run_figures)
+
+
+def run_figures(args) -> dict:
+    from utils.bench.figures import stale_docs
+    problems = stale_docs(write=args.write)
+    print("\n".join(problems) or "the docs quote exactly what docs/figures holds")
+    if problems and not args.write:
+        sys.exit(1)
+    return {"problems": len(problems)}
 
 
 # ---- train: training-step throughput (utils/bench/train.py) -------------------------------------
@@ -203,7 +275,11 @@ def main(argv=None) -> None:
     add_model_command(sub)
     add_surround_command(sub)
     add_train_command(sub)
+    add_wall_command(sub)
+    add_figures_command(sub)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
     import torch
     from utils.config import ConfigError
     torch.set_num_threads(1)
@@ -212,6 +288,14 @@ def main(argv=None) -> None:
     except ConfigError as err:                  # a bad config file, key or value: one line
         sys.exit(f"error: {err}")
     print(dumps(result))          # strict JSON: NaN -> null, why under "nulls"
+    if getattr(args, "record", None):
+        from utils.bench.figures import REPO, make_record, write_record
+        command = ["python", "tools/benchmark.py", *argv]
+        record = make_record(args.command, command, result, load_before, getattr(args, "threads", None),
+                             getattr(args, "commit_folder", REPO))
+        print(f"record: {write_record(args.record, record)}")
+    if args.command == "wall" and result["exit_status"]:
+        sys.exit(result["exit_status"])
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@
 All functions take NumPy arrays or tensors of one image and return H x W x 3 uint8 BGR (OpenCV
 order); `to_rgb_chw` turns one into the RGB float C x H x W that TensorBoard wants. Depth and
 error tiles carry a colour bar with ticks in their unit; pixels without a value are drawn grey
-(NO_VALUE_BGR), which neither colour map uses, so "no value" never looks like "near".
+(NO_VALUE_BGR), which neither colour map uses, so "no value" never looks like "near"; a bar whose
+top colour also stands for everything beyond it ends in "+" ("10+ m"). Panels caption each tile
+and can carry a heading (e.g. `model_line`: what model and budget produced the picture).
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -49,11 +51,35 @@ def colorize(value, vmax: float, sparse: bool = False, cmap: int = DEPTH_CMAP) -
     return out
 
 
+def tick_labels(vmax: float, unit: str = "m", clipped: bool = False, ticks: int = 5) -> List[str]:
+    """The labels of `ticks` evenly spaced ticks over 0..vmax, the unit after the last one, which
+    reads "vmax+" when values beyond vmax are drawn in the top colour: ["0", ..., "10+ m"]."""
+    labels = [f"{vmax * k / (ticks - 1):g}" for k in range(ticks)]
+    labels[-1] += ("+" if clipped else "") + (f" {unit}" if unit else "")
+    return labels
+
+
+def tick_layout(start_px: int, width_px: int, vmax: float, unit: str, clipped: bool,
+                scale: float) -> List[Tuple[int, int, str]]:
+    """(tick x, label x, label) of the `tick_labels` of a scale from start_px to width_px - 1
+    (labels centred on their ticks, kept inside): 5 ticks, or 3 or 2 where 5 labels would come
+    closer than 4 px to each other."""
+    for ticks in (5, 3, 2):
+        placed = []
+        for k, label in enumerate(tick_labels(vmax, unit, clipped, ticks)):
+            x = start_px + int(k / (ticks - 1) * (width_px - start_px - 1))
+            label_w = cv2.getTextSize(label, FONT, scale, 1)[0][0]
+            placed.append((x, min(max(x - label_w // 2, start_px), width_px - label_w - 2), label, label_w))
+        if all(a[1] + a[3] + 4 <= b[1] for a, b in zip(placed, placed[1:])):
+            break
+    return [(x, label_x, label) for x, label_x, label, _ in placed]
+
+
 def colour_bar(width_px: int, vmax: float, unit: str = "m", cmap: int = DEPTH_CMAP,
-               no_value: bool = True) -> np.ndarray:
-    """A horizontal bar `width_px` wide: the colour map over 0..vmax with 5 ticks labelled in
-    `unit`, after a grey swatch labelled "none" when the map has pixels without a value.
-    h x width_px x 3 uint8."""
+               no_value: bool = True, clipped: bool = False) -> np.ndarray:
+    """A horizontal bar `width_px` wide: the colour map over 0..vmax with its `tick_layout` (the
+    last label "vmax+" when `clipped`), after a grey swatch labelled "none" when the map has
+    pixels without a value. h x width_px x 3 uint8."""
     scale = 0.8 * text_scale(width_px)
     (none_w, text_h), _ = cv2.getTextSize("none", FONT, scale, 1)
     bar_h, strip_h = max(6, int(15 * scale)), text_h + int(12 * scale) + 4
@@ -64,48 +90,85 @@ def colour_bar(width_px: int, vmax: float, unit: str = "m", cmap: int = DEPTH_CM
         cv2.putText(out, "none", (0, bar_h + strip_h - 6), FONT, scale, WHITE, 1, cv2.LINE_AA)
     ramp = np.linspace(0, 255, width_px - swatch).astype(np.uint8)[None].repeat(bar_h, 0)
     out[:bar_h, swatch:] = cv2.applyColorMap(ramp, cmap)
-    for k in range(5):
-        x = swatch + int(k / 4 * (width_px - swatch - 1))
-        label = f"{vmax * k / 4:g}" + (f" {unit}" if k == 4 and unit else "")
-        (tw, _), _ = cv2.getTextSize(label, FONT, scale, 1)
+    for x, label_x, label in tick_layout(swatch, width_px, vmax, unit, clipped, scale):
         cv2.line(out, (x, 0), (x, bar_h + 3), WHITE, 1)
-        cv2.putText(out, label, (min(max(x - tw // 2, swatch), width_px - tw - 2), bar_h + strip_h - 6),
-                    FONT, scale, WHITE, 1, cv2.LINE_AA)
+        cv2.putText(out, label, (label_x, bar_h + strip_h - 6), FONT, scale, WHITE, 1, cv2.LINE_AA)
     return out
 
 
 def depth_tile(value, vmax: float, sparse: bool = False, cmap: int = DEPTH_CMAP, unit: str = "m",
-               no_value: bool = True) -> np.ndarray:
-    """`colorize` with its colour bar below (no "none" swatch when `no_value` is False)."""
+               no_value: bool = True, clipped: bool = False) -> np.ndarray:
+    """`colorize` with its colour bar below (no "none" swatch when `no_value` is False; the last
+    tick "vmax+" when `clipped`: values beyond vmax may be there, drawn in the top colour)."""
     tile = colorize(value, vmax, sparse, cmap)
-    return np.concatenate([tile, colour_bar(tile.shape[1], vmax, unit, cmap, no_value)], 0)
+    return np.concatenate([tile, colour_bar(tile.shape[1], vmax, unit, cmap, no_value, clipped)], 0)
 
 
 def error_tile(pred_m, gt_m, vmax_m: float = 10.0, sparse: bool = True) -> np.ndarray:
-    """|pred - gt| where gt > 0 (m) on 0..vmax_m with its colour bar; grey where gt is missing."""
+    """|pred - gt| where gt > 0 (m) on 0..vmax_m with its colour bar, whose last tick reads
+    "vmax_m+" (larger errors are drawn in the top colour); grey where gt is missing."""
     pred, gt = _np(pred_m).squeeze(), _np(gt_m).squeeze()
     err = np.where(gt > 0, np.abs(pred - gt) + 1e-3, 0.0)
-    return depth_tile(err, vmax_m, sparse=sparse, cmap=ERROR_CMAP)
+    return depth_tile(err, vmax_m, sparse=sparse, cmap=ERROR_CMAP, clipped=True)
 
 
-def captioned(tile: np.ndarray, caption: str) -> np.ndarray:
-    """`tile` under a black caption bar sized to its width."""
-    scale = text_scale(tile.shape[1])
-    height = int(30 * scale) + 6
-    bar = np.zeros((height, tile.shape[1], 3), np.uint8)
-    cv2.putText(bar, caption, (int(6 * scale), height - int(9 * scale)), FONT, scale, WHITE, 1, cv2.LINE_AA)
-    return np.concatenate([bar, tile], 0)
+def wrapped(text: str, width_px: int, scale: float) -> List[str]:
+    """`text` as lines no wider than width_px at font `scale`: broken at each newline and, where
+    a line is wider, at spaces (a single word wider than width_px stays whole on its line)."""
+    lines: List[str] = []
+    for paragraph in text.split("\n"):
+        start = len(lines)
+        for word in paragraph.split(" "):
+            joined = f"{lines[-1]} {word}" if len(lines) > start else word
+            if len(lines) > start and cv2.getTextSize(joined, FONT, scale, 1)[0][0] <= width_px:
+                lines[-1] = joined
+            else:
+                lines.append(word)
+    return lines
 
 
-def panel(tiles: Sequence[Tuple[str, np.ndarray]], columns: int = 2) -> np.ndarray:
+def text_strip(text: str, width_px: int) -> np.ndarray:
+    """`text` in white on a black strip width_px wide, `wrapped` inside its margins, one text line
+    (at `text_scale(width_px)`) per line. (lines x line height) x width_px x 3 uint8."""
+    scale = text_scale(width_px)
+    margin_px, line_px = int(6 * scale), int(30 * scale) + 6
+    lines = wrapped(text, width_px - 2 * margin_px, scale)
+    out = np.zeros((len(lines) * line_px, width_px, 3), np.uint8)
+    for i, line in enumerate(lines):
+        cv2.putText(out, line, (margin_px, (i + 1) * line_px - int(9 * scale)), FONT, scale, WHITE, 1,
+                    cv2.LINE_AA)
+    return out
+
+
+def _pad_rows(picture: np.ndarray, height_px: int) -> np.ndarray:
+    """`picture` padded black at the bottom to height_px rows."""
+    return np.pad(picture, ((0, height_px - picture.shape[0]), (0, 0), (0, 0)))
+
+
+def panel(tiles: Sequence[Tuple[str, np.ndarray]], columns: int = 2, heading: str = "") -> np.ndarray:
     """Captioned tiles (same width; shorter ones padded black at the bottom, e.g. an image beside
-    a depth tile with its colour bar) laid out row by row, `columns` per row."""
-    shown = [captioned(t, c) for c, t in tiles]
-    height = max(t.shape[0] for t in shown)
-    shown = [np.pad(t, ((0, height - t.shape[0]), (0, 0), (0, 0))) for t in shown]
-    shown += [np.zeros_like(shown[0])] * (-len(shown) % columns)
-    rows = [np.concatenate(shown[i:i + columns], 1) for i in range(0, len(shown), columns)]
-    return np.concatenate(rows, 0)
+    a depth tile with its colour bar) laid out row by row, `columns` per row; each caption is a
+    `text_strip` over its tile, padded to the tallest of its row; `heading`, when given, is a
+    `text_strip` across the whole panel above them."""
+    tile_h = max(t.shape[0] for _, t in tiles)
+    rows = []
+    for i in range(0, len(tiles), columns):
+        strips = [(text_strip(c, t.shape[1]), t) for c, t in tiles[i:i + columns]]
+        strip_h = max(s.shape[0] for s, _ in strips)
+        shown = [np.concatenate([_pad_rows(s, strip_h), _pad_rows(t, tile_h)], 0) for s, t in strips]
+        rows.append(np.concatenate(shown + [np.zeros_like(shown[0])] * (columns - len(shown)), 1))
+    grid = np.concatenate(rows, 0)
+    return np.concatenate([text_strip(heading, grid.shape[1]), grid], 0) if heading else grid
+
+
+def model_line(cfg, device: torch.device) -> str:
+    """What trained the model of a picture, from its Config and the device it runs on (where
+    utils.engine.runs puts it, as training does: the GPU when there is one), e.g. "SpaDe, seed 0,
+    500 training steps (batch 4, 225x400, CPU)"; train.epochs instead when train.max_steps is 0."""
+    train = cfg.train
+    length = f"{train.max_steps} training steps" if train.max_steps > 0 else f"{train.epochs} training epochs"
+    return (f"SpaDe, seed {train.seed}, {length} (batch {train.batch_size}, {cfg.data.height}x{cfg.data.width}, "
+            f"{'CPU' if device.type == 'cpu' else 'GPU'})")
 
 
 def sample_panel(img, radar_m, pred_m, lidar_m, mask=None, target_mask=None,
@@ -113,9 +176,9 @@ def sample_panel(img, radar_m, pred_m, lidar_m, mask=None, target_mask=None,
     """The standard picture of one sample: image, radar, prediction, LiDAR, error, and when given
     the predicted mask beside its semantic target."""
     tiles = [("image", image_bgr(img)),
-             ("radar (m)", depth_tile(radar_m, max_depth_m)),
-             ("prediction (m)", depth_tile(pred_m, max_depth_m)),
-             ("LiDAR (m)", depth_tile(lidar_m, max_depth_m, sparse=True)),
+             ("radar (m)", depth_tile(radar_m, max_depth_m, clipped=True)),
+             ("prediction (m)", depth_tile(pred_m, max_depth_m, clipped=True)),
+             ("LiDAR (m)", depth_tile(lidar_m, max_depth_m, sparse=True, clipped=True)),
              ("|error| on LiDAR (m)", error_tile(pred_m, lidar_m))]
     if mask is not None:
         tiles.append(("predicted mask", depth_tile(_np(mask) + 1e-3, 1.0, cmap=cv2.COLORMAP_BONE, unit="",

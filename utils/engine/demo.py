@@ -25,7 +25,7 @@ from utils.engine.evaluators import evaluators_for
 from utils.engine.runs import ensure_world, trained_model
 from utils.files import write_png
 from utils.jsonio import write_json
-from utils.visualize import depth_tile, error_tile, image_bgr, panel
+from utils.visualize import depth_tile, error_tile, image_bgr, model_line, panel
 
 BASELINES = ("baseline_radar", "baseline_row_median")
 
@@ -38,17 +38,21 @@ def fit_row_median(cfg: Config) -> RowMedianDepth:
     return model.fit(train_set[i]["lidar_map"] for i in range(len(train_set)))
 
 
-def demo_panel(model: SpaDe, sample: Dict[str, Any], max_depth_m: float) -> np.ndarray:
-    """Image, radar, prediction and |error| against the LiDAR of one eval sample (BGR uint8)."""
+def demo_panel(model: SpaDe, sample: Dict[str, Any], cfg: Config) -> np.ndarray:
+    """Image, radar, prediction and |error| against the LiDAR of one eval sample of the synthetic
+    val split, depths on 0..max(eval.ranges_m), under a heading naming the model trained per `cfg`
+    (`model_line`) and the frame (BGR uint8)."""
     device = next(model.parameters()).device
+    max_depth_m = float(max(cfg.eval.ranges_m))
     s = {k: torch.as_tensor(sample[k])[None].to(device)
          for k in ("img", "radar_map", "radar_pts", "radar_count", "lidar_map")}
     with torch.inference_mode():
         pred = model.predict(s["img"], s["radar_map"], s["radar_pts"], s["radar_count"])[0, 0]
     return panel([("image", image_bgr(s["img"][0])),
-                  ("radar columns (m)", depth_tile(s["radar_map"][0], max_depth_m)),
-                  ("SpaDe prediction (m)", depth_tile(pred, max_depth_m)),
-                  ("|error| on LiDAR (m)", error_tile(pred, s["lidar_map"][0]))], columns=2)
+                  ("radar columns (m)", depth_tile(s["radar_map"][0], max_depth_m, clipped=True)),
+                  ("SpaDe prediction (m)", depth_tile(pred, max_depth_m, clipped=True)),
+                  ("|error| on LiDAR (m)", error_tile(pred, s["lidar_map"][0]))], columns=2,
+                 heading=f"{model_line(cfg, device)}\nsynthetic val frame {sample['name']}")
 
 
 def run_demo(cfg: Config, out: Path, meta: Dict[str, Any]) -> Dict[str, Any]:
@@ -79,7 +83,7 @@ def run_demo(cfg: Config, out: Path, meta: Dict[str, Any]) -> Dict[str, Any]:
                        "seconds_total": round(time.perf_counter() - start, 1)}
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics, reasons=NULL_REASONS)     # NaN -> null + "nulls"
-    write_png(out / "panel.png", demo_panel(model, val_set[len(val_set) // 2], float(max(cfg.eval.ranges_m))))
+    write_png(out / "panel.png", demo_panel(model, val_set[len(val_set) // 2], cfg))
     return metrics
 
 

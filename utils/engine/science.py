@@ -34,11 +34,12 @@ from utils.engine.runs import REPO, ensure_world, train_in_parallel, trained_mod
 from utils.engine.tables import noise_markdown, published_markdown, table_markdown
 from utils.files import write_png
 from utils.jsonio import dumps, restore
-from utils.visualize import depth_tile, error_tile, image_bgr, panel
+from utils.visualize import depth_tile, error_tile, image_bgr, model_line, panel
 
 ROWS = REPO / "configs" / "science" / "rows.yaml"
 PUBLISHED = REPO / "configs" / "science" / "published.yaml"
 REFERENCE_ROW = "sparse_released"
+Tile = Tuple[str, np.ndarray]                           # a picture's (caption, H x W x 3 uint8 BGR)
 # why a value of table.json can be null (utils/jsonio.py): the runs' summaries, the label quality
 TABLE_NULL_REASONS = {**NULL_REASONS,
                       "*/label_quality/*": "undefined: no labelled pixel of the train key frames has "
@@ -148,13 +149,20 @@ def smear_frame(names: List[str], root: str, label_dir: str) -> int:
     return int(np.argmax(smear)) if max(smear) >= 0 else len(names) // 2
 
 
-def picture(cfgs: Dict[str, Config], models: Dict[str, SpaDe], out: Path) -> Optional[Path]:
-    """labels_and_predictions.png for one val frame (needs the sparse_released row and one
-    accumulated-label row): image, labels, exact truth and the accumulated label's error against
-    it, predictions of the models of each row's first seed."""
+def prediction_caption(title: str) -> str:
+    """The caption of the prediction of the model trained per the row titled `title` (rows.yaml),
+    two lines: "prediction (m), trained on" and the title."""
+    return f"prediction (m), trained on\n{title}"
+
+
+def picture_tiles(cfgs: Dict[str, Config], models: Dict[str, SpaDe]) -> Optional[Tuple[List[Tile], str]]:
+    """(captioned tiles, heading) of `picture`, None without the sparse_released row or an
+    accumulated-label row. Captions name the rows by their titles (configs/science/rows.yaml);
+    the heading names the models' budget (`model_line`) and the frame."""
     dense = next((n for n in cfgs if n.startswith("dense_accum")), None)
     if REFERENCE_ROW not in cfgs or dense is None:
         return None
+    titles = {name: row["title"] for name, row in science_rows(list(cfgs)).items()}
     base = cfgs[REFERENCE_ROW]
     val = build_dataset(base, "val")
     index = smear_frame(sample_names(val), base.data.root, cfgs[dense].data.label_dir)
@@ -164,12 +172,12 @@ def picture(cfgs: Dict[str, Config], models: Dict[str, SpaDe], out: Path) -> Opt
     single = native_lidar_labels(base, base.data.val_infos)[index]["lidar_map"]
     accumulated = read_label(root, cfgs[dense].data, name)
     tiles = [("image", image_bgr(sample["img"])),
-             ("single-sweep label", depth_tile(single, vmax, sparse=True)),
-             (f"{cfgs[dense].data.label_dir} label", depth_tile(accumulated, vmax))]
+             ("single-sweep LiDAR label (m)", depth_tile(single, vmax, sparse=True, clipped=True)),
+             (f"training label (m):\n{titles[dense]}", depth_tile(accumulated, vmax, clipped=True))]
     if "dense_depth" in sample:
         truth = np.asarray(sample["dense_depth"]).squeeze()
-        tiles += [("exact truth", depth_tile(truth, vmax)),
-                  ("accumulated label: |error| against the truth",
+        tiles += [("exact truth (m)", depth_tile(truth, vmax, clipped=True)),
+                  ("|error| of the training label against the truth (m)",
                    error_tile(accumulated, np.where(accumulated > 0, truth, 0)))]
     for row in (REFERENCE_ROW, dense, "dense_exact"):
         if row not in cfgs:
@@ -180,9 +188,20 @@ def picture(cfgs: Dict[str, Config], models: Dict[str, SpaDe], out: Path) -> Opt
              for k in ("img", "radar_map", "radar_pts", "radar_count")}
         with torch.inference_mode():
             pred = model.predict(x["img"], x["radar_map"], x["radar_pts"], x["radar_count"])[0, 0]
-        tiles.append((f"prediction, trained {row}", depth_tile(pred, vmax, no_value=False)))
+        tiles.append((prediction_caption(titles[row]), depth_tile(pred, vmax, clipped=True)))
+    device = next(models[REFERENCE_ROW].parameters()).device
+    return tiles, f"Models: {model_line(base, device)}, one per training label\nval frame {name}"
+
+
+def picture(cfgs: Dict[str, Config], models: Dict[str, SpaDe], out: Path) -> Optional[Path]:
+    """labels_and_predictions.png for one val frame (needs the sparse_released row and one
+    accumulated-label row): image, labels, exact truth and the accumulated label's error against
+    it, predictions of the models of each row's first seed, under a heading with their budget."""
+    shown = picture_tiles(cfgs, models)
+    if shown is None:
+        return None
     path = out / "labels_and_predictions.png"
-    write_png(path, panel(tiles, columns=2))
+    write_png(path, panel(shown[0], columns=2, heading=shown[1]))
     return path
 
 
