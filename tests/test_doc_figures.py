@@ -1,6 +1,7 @@
 """The figures the docs quote are the records they were taken from (docs/figures/*.json, written by
 `tools/benchmark.py ... --record`), and a record says what it was measured on."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -82,3 +83,19 @@ def test_machine_text_names_the_isa(tmp_path):
     plain = machine_text({**cpu_facts(str(tmp_path / "absent")), "cores": 2, "torch": "2.13.0",
                           "torch_cpu_capability": "DEFAULT", "gpu": "NVIDIA H200"})
     assert "no AVX-512, no AMX, NVIDIA H200" in plain
+
+
+def test_benchmark_threads_are_pinned_before_numpy_loads_and_wall_keeps_the_environment(tmp_path):
+    """OpenBLAS sizes its thread pool when numpy loads: a numpy import before main() pins
+    OPENBLAS_NUM_THREADS would time sample preparation with a second, spinning thread."""
+    probe = ("import runpy, sys; sys.argv = ['benchmark.py', '--help']; "
+             f"mod = runpy.run_path({str(REPO / 'tools' / 'benchmark.py')!r}, run_name='not_main'); "
+             "print('numpy' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+    script = "import json, os; json.dump({'omp': os.environ.get('OMP_NUM_THREADS')}, open('env.json', 'w'))"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    subprocess.run(TOOL + ["wall", "--cwd", str(tmp_path), "--result-file", "env.json", "--record",
+                           str(tmp_path / "r.json"), "--", sys.executable, "-c", script],
+                   check=True, capture_output=True, cwd=REPO, env=env)
+    assert strict_load(tmp_path / "r.json")["result"]["result_file"] == {"omp": None}

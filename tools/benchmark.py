@@ -9,8 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.cli import HelpFormatter, make_parser  # noqa: E402
-from utils.jsonio import dumps  # noqa: E402
+from utils.cli import HelpFormatter, make_parser  # noqa: E402   (no numpy: threads are set in main)
 
 EXAMPLES = {
     "data": """
@@ -267,8 +266,6 @@ def run_train(args) -> dict:
 
 
 def main(argv=None) -> None:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")         # before numpy / torch load: one thread
     parser = make_parser(__doc__, "\n".join(EXAMPLES.values()))
     sub = parser.add_subparsers(dest="command", required=True)
     add_data_command(sub)
@@ -279,9 +276,13 @@ def main(argv=None) -> None:
     add_figures_command(sub)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    if args.command != "wall":                  # the timed command keeps the user's environment
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")     # before numpy / torch load: one thread
     load_before = os.getloadavg()[0]
     import torch
     from utils.config import ConfigError
+    from utils.jsonio import dumps
     torch.set_num_threads(1)
     try:
         result = args.run(args)
