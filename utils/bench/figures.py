@@ -165,7 +165,7 @@ def provenance_lines(records: Sequence[Dict[str, Any]], names: Sequence[str]) ->
     """Under a table: the machine(s), the date(s) and each row's command and record file."""
     machines = list(dict.fromkeys(machine_text(r["machine"]) for r in records))
     dates = ", ".join(dict.fromkeys(r["date"] for r in records))
-    lines = ["", f"Machine: {'; '.join(machines)}. Measured {dates}. Rows, in order:"]
+    lines = ["", f"Machine: {'; '.join(machines)}. Measured {dates}. Records:"]
     return lines + [f"- `{r['command']}` (docs/figures/{n}.json, commit {(r['commit'] or 'unknown')[:7]})"
                     for r, n in zip(records, names)]
 
