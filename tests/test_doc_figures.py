@@ -28,7 +28,7 @@ def test_docs_quote_exactly_the_records():
 def test_every_doc_figure_block_names_records_that_exist():
     quoted = [n for p in [REPO / "README.md", *(REPO / "docs").glob("*.md")]
               for n in quoted_records(p.read_text())]
-    assert {"surround_cpu", "model_cpu", "make_demo_rerun_cpu", "make_test_cpu"} <= set(quoted)
+    assert {"surround_cpu", "model_cpu", "make_demo_cpu", "make_test_cpu"} <= set(quoted)
     for name in quoted:
         record = strict_load(FIGURES_DIR / f"{name}.json")
         assert record["command"].startswith("python tools/benchmark.py ")
