@@ -290,11 +290,12 @@ def main(argv=None) -> None:
         sys.exit(f"error: {err}")
     print(dumps(result))          # strict JSON: NaN -> null, why under "nulls"
     if getattr(args, "record", None):
-        from utils.bench.figures import REPO, make_record, write_record
+        from utils.bench.figures import REPO, make_record
+        from utils.jsonio import write_json
         command = ["python", "tools/benchmark.py", *argv]
         record = make_record(args.command, command, result, load_before, getattr(args, "threads", None),
                              getattr(args, "commit_folder", REPO))
-        print(f"record: {write_record(args.record, record)}")
+        print(f"record: {write_json(args.record, record)}")
     if args.command == "wall" and result["exit_status"]:
         sys.exit(result["exit_status"])
 

@@ -22,14 +22,14 @@ LIBRARIES = {"torch": "torch", "numpy": "numpy", "opencv-python-headless": "open
              "Pillow": "pillow", "scipy": "scipy", "nuscenes-devkit": "nuscenes_devkit"}
 
 
-@functools.lru_cache(maxsize=1)
-def git_commit() -> Optional[str]:
-    """HEAD of the checkout this code runs from, '+dirty' when tracked files have local
-    changes; None outside git (or without git)."""
+@functools.lru_cache(maxsize=4)
+def git_commit(folder: Path = REPO) -> Optional[str]:
+    """HEAD of the git checkout at `folder` (default: the one this code runs from), '+dirty' when
+    tracked files have local changes; None outside git (or without git)."""
     try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+        head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
                               text=True, check=True, timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "-uno"],
+        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "-uno"],
                                capture_output=True, text=True, check=True, timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

@@ -1,7 +1,7 @@
 """Measured figures on file, and the Markdown the docs quote them in.
 
 A record (docs/figures/<name>.json, written by `tools/benchmark.py <command> --record PATH`) holds
-one run's final JSON line with the command, the machine (CPU model, cores, ISA, GPU), the load
+one run's final JSON line (written with utils.jsonio.write_json) with the command, the machine (CPU model, cores, ISA, GPU), the load
 average before and after, the date and the commit. README.md and docs/*.md quote records only
 between markers, which `render_blocks` fills from the records:
 
@@ -18,11 +18,13 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import platform
 import re
 import shlex
-import subprocess
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from utils.provenance import git_commit
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES_DIR = REPO / "docs" / "figures"
@@ -33,15 +35,17 @@ FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_t
 
 # ---- what a record holds ------------------------------------------------------------------------
 def cpu_facts(cpuinfo: str = "/proc/cpuinfo") -> Dict[str, Any]:
-    """{"cpu": model name, "cores": logical CPUs usable here, "flags": the FLAGS_OF_INTEREST it has}."""
-    name, flags = "unknown CPU", set()
+    """{"cpu": model name (platform.processor() without one), "cores": logical CPUs usable here,
+    "flags": the FLAGS_OF_INTEREST it has}."""
+    unknown = platform.processor() or "unknown CPU"
+    name, flags = unknown, set()
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
         text = ""
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "model name" and name == "unknown CPU":
+        if key.strip() == "model name" and name == unknown:
             name = value.strip()
         elif key.strip() == "flags" and not flags:
             flags = set(value.split())
@@ -57,28 +61,13 @@ def machine() -> Dict[str, Any]:
             "torch": torch.__version__, "gpu": gpu}
 
 
-def commit_of(folder: Path) -> Optional[str]:
-    """HEAD of the git checkout at `folder` ('+dirty' with tracked changes); None outside git."""
-    try:
-        run = lambda *a: subprocess.run(["git", "-C", str(folder), *a], capture_output=True, text=True,
-                                        check=True, timeout=30).stdout.strip()
-        return run("rev-parse", "HEAD") + ("+dirty" if run("status", "--porcelain", "-uno") else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def make_record(kind: str, command: Sequence[str], result: Dict[str, Any], load_before: float,
                 torch_threads: Optional[int] = None, commit_folder: Path = REPO) -> Dict[str, Any]:
     """One run's record: `result` (the final JSON line) with what it was measured under."""
     return {"kind": kind, "command": shlex.join(command), "result": result, "machine": machine(),
             "torch_threads": torch_threads,
             "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-            "date": datetime.date.today().isoformat(), "commit": commit_of(commit_folder)}
-
-
-def write_record(path: str | Path, record: Dict[str, Any]) -> Path:
-    from utils.jsonio import write_json
-    return write_json(path, record)
+            "date": datetime.date.today().isoformat(), "commit": git_commit(commit_folder)}
 
 
 def read_record(name: str, folder: Path = FIGURES_DIR) -> Dict[str, Any]:

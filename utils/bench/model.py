@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from models import SpaDe
 from models.inference import InferenceOptions, fused_for
+from utils.bench.figures import cpu_facts
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -184,15 +185,7 @@ def format_surround_table(result: Dict) -> str:
 
 
 def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or "cpu"
+    return cpu_facts()["cpu"]
 
 
 def summary(result: Dict) -> Dict:
