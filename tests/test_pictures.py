@@ -99,3 +99,25 @@ def test_science_picture_names_rows_by_title_and_marks_no_value(tmp_path_factory
     first, second = heading.split("\n")
     assert first == "Models: SpaDe, seed 0, 7 training steps (batch 2, 100x180, CPU), one per training label"
     assert second.startswith("val frame synth-")
+
+
+def test_ablation_picture_marks_clipping_and_names_the_budget(tmp_path_factory, tmp_path):
+    """stripes_tiles on the tiny world (random-weight models for both configs): the two
+    predictions say which config made them, every depth tile has the "none" swatch and the
+    clipped scale, and the heading names the configs' budget and the frame."""
+    from models import SpaDe
+    from utils.engine.ablation import ABLATIONS, stripes_tiles
+    root = tiny_world(tmp_path_factory.getbasetemp())
+    cfgs = {name: load_config(ABLATIONS / f"{name}.yaml", [*overrides(root, tmp_path), "train.max_steps=7"])
+            for name in ("full", "no_disruption")}
+    torch.manual_seed(0)
+    models = {"full": SpaDe().eval(), "no_disruption": SpaDe().eval()}
+    tiles, heading = stripes_tiles(cfgs, models)
+    assert [c for c, _ in tiles] == ["image", "dense truth (m)", "prediction (m), no disruption",
+                                     "prediction (m), SpaDe as released"]
+    bar = colour_bar(tiles[1][1].shape[1], 80.0, clipped=True)
+    assert all(np.array_equal(t[-len(bar):], bar) for _, t in tiles[1:])
+    assert not np.array_equal(tiles[2][1], tiles[3][1])          # each config's own model
+    first, second = heading.split("\n")
+    assert first == "Models: SpaDe, seed 0, 7 training steps (batch 2, 100x180, CPU), one per config"
+    assert second.startswith("val frame synth-")

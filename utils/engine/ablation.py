@@ -7,21 +7,22 @@ the demo's budget and evaluated with the leakage measures that only dense truth 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import yaml
 
 from datasets.build import build_dataset
-from utils.config import load_config
+from models import SpaDe
+from utils.config import Config, load_config
 from utils.engine.evaluate import NULL_REASONS, evaluate, format_table, model_predictor
 from utils.engine.evaluators import evaluators_for
 from utils.engine.runs import REPO, ensure_world, trained_model
 from utils.engine.tables import ablation_markdown
 from utils.files import write_png
 from utils.jsonio import dumps
-from utils.visualize import depth_tile, image_bgr, panel
+from utils.visualize import depth_tile, image_bgr, model_line, panel
 
 ABLATIONS = REPO / "configs" / "ablation"
 
@@ -60,22 +61,35 @@ def run_one(path: Path, overrides: Sequence[str]) -> Dict[str, Any]:
     return {"name": path.stem, "changes": changes(path), "summary": summary}
 
 
-def stripes_picture(overrides: Sequence[str]) -> np.ndarray:
-    """BGR panel of the middle val frame: image, dense truth, the `no_disruption` prediction
-    (LiDAR rings copied into the depth) and the `full` one (SpaDe as released)."""
-    cfgs = {name: load_config(ABLATIONS / f"{name}.yaml", overrides) for name in ("full", "no_disruption")}
-    val_set = build_dataset(cfgs["full"], "val")
+def stripes_tiles(cfgs: Dict[str, Config], models: Dict[str, SpaDe]) -> Tuple[List[Tuple[str, np.ndarray]], str]:
+    """(captioned tiles, heading) of the middle val frame for the `full` and `no_disruption`
+    configs and their models: image, dense truth, the `no_disruption` prediction (LiDAR rings
+    copied into the depth) and the `full` one (SpaDe as released). Depth scales end at the
+    largest eval range and say so ("80+ m"); the heading names the models' budget (`model_line`)
+    and the frame."""
+    full = cfgs["full"]
+    val_set = build_dataset(full, "val")
     sample = val_set[len(val_set) // 2]
-    vmax = float(max(cfgs["full"].eval.ranges_m))
-    tiles = [("image", image_bgr(sample["img"])), ("dense truth (m)", depth_tile(sample["dense_depth"], vmax))]
-    for name, caption in (("no_disruption", "no disruption (m)"), ("full", "SpaDe as released (m)")):
-        model = trained_model(cfgs[name])
+    vmax = float(max(full.eval.ranges_m))
+    tiles = [("image", image_bgr(sample["img"])),
+             ("dense truth (m)", depth_tile(sample["dense_depth"], vmax, clipped=True))]
+    for name, caption in (("no_disruption", "prediction (m), no disruption"),
+                          ("full", "prediction (m), SpaDe as released")):
+        model = models[name]
         device = next(model.parameters()).device
         x = {k: torch.as_tensor(sample[k])[None].to(device) for k in ("img", "radar_map", "radar_pts", "radar_count")}
         with torch.inference_mode():
-            tiles.append((caption, depth_tile(model.predict(x["img"], x["radar_map"], x["radar_pts"],
-                                                          x["radar_count"])[0, 0], vmax)))
-    return panel(tiles, columns=2)
+            pred = model.predict(x["img"], x["radar_map"], x["radar_pts"], x["radar_count"])[0, 0]
+        tiles.append((caption, depth_tile(pred, vmax, clipped=True)))
+    device = next(models["full"].parameters()).device
+    return tiles, f"Models: {model_line(full, device)}, one per config\nval frame {sample['name']}"
+
+
+def stripes_picture(overrides: Sequence[str]) -> np.ndarray:
+    """BGR panel of `stripes_tiles` with the trained `full` and `no_disruption` models."""
+    cfgs = {name: load_config(ABLATIONS / f"{name}.yaml", overrides) for name in ("full", "no_disruption")}
+    tiles, heading = stripes_tiles(cfgs, {name: trained_model(cfg) for name, cfg in cfgs.items()})
+    return panel(tiles, columns=2, heading=heading)
 
 
 def run_ablation(paths: Sequence[Path], overrides: Sequence[str], out: Path) -> List[Dict[str, Any]]:
