@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 import yaml
 
 from datasets.build import build_dataset
@@ -18,7 +17,7 @@ from models import SpaDe
 from utils.config import Config, load_config
 from utils.engine.evaluate import NULL_REASONS, evaluate, format_table, model_predictor
 from utils.engine.evaluators import evaluators_for
-from utils.engine.runs import REPO, ensure_world, trained_model
+from utils.engine.runs import REPO, ensure_world, sample_depth_m, trained_model
 from utils.engine.tables import ablation_markdown
 from utils.files import write_png
 from utils.jsonio import dumps
@@ -75,12 +74,7 @@ def stripes_tiles(cfgs: Dict[str, Config], models: Dict[str, SpaDe]) -> Tuple[Li
              ("dense truth (m)", depth_tile(sample["dense_depth"], vmax, clipped=True))]
     for name, caption in (("no_disruption", "prediction (m), no disruption"),
                           ("full", "prediction (m), SpaDe as released")):
-        model = models[name]
-        device = next(model.parameters()).device
-        x = {k: torch.as_tensor(sample[k])[None].to(device) for k in ("img", "radar_map", "radar_pts", "radar_count")}
-        with torch.inference_mode():
-            pred = model.predict(x["img"], x["radar_map"], x["radar_pts"], x["radar_count"])[0, 0]
-        tiles.append((caption, depth_tile(pred, vmax, clipped=True)))
+        tiles.append((caption, depth_tile(sample_depth_m(models[name], sample), vmax, clipped=True)))
     device = next(models["full"].parameters()).device
     return tiles, f"Models: {model_line(full, device)}, one per config\nval frame {sample['name']}"
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Dict
 
 import numpy as np
-import torch
 
 from datasets.build import build_dataset
 from models import SpaDe
@@ -22,7 +21,7 @@ from models.baselines import RadarColumnDepth, RowMedianDepth
 from utils.config import Config
 from utils.engine.evaluate import NULL_REASONS, evaluate, format_table, model_predictor
 from utils.engine.evaluators import evaluators_for
-from utils.engine.runs import ensure_world, trained_model
+from utils.engine.runs import ensure_world, sample_depth_m, trained_model
 from utils.files import write_png
 from utils.jsonio import write_json
 from utils.visualize import depth_tile, error_tile, image_bgr, model_line, panel
@@ -42,17 +41,13 @@ def demo_panel(model: SpaDe, sample: Dict[str, Any], cfg: Config) -> np.ndarray:
     """Image, radar, prediction and |error| against the LiDAR of one eval sample of the synthetic
     val split, depths on 0..max(eval.ranges_m), under a heading naming the model trained per `cfg`
     (`model_line`) and the frame (BGR uint8)."""
-    device = next(model.parameters()).device
     max_depth_m = float(max(cfg.eval.ranges_m))
-    s = {k: torch.as_tensor(sample[k])[None].to(device)
-         for k in ("img", "radar_map", "radar_pts", "radar_count", "lidar_map")}
-    with torch.inference_mode():
-        pred = model.predict(s["img"], s["radar_map"], s["radar_pts"], s["radar_count"])[0, 0]
-    return panel([("image", image_bgr(s["img"][0])),
-                  ("radar columns (m)", depth_tile(s["radar_map"][0], max_depth_m, clipped=True)),
+    pred = sample_depth_m(model, sample)
+    return panel([("image", image_bgr(sample["img"])),
+                  ("radar columns (m)", depth_tile(sample["radar_map"], max_depth_m, clipped=True)),
                   ("SpaDe prediction (m)", depth_tile(pred, max_depth_m, clipped=True)),
-                  ("|error| on LiDAR (m)", error_tile(pred, s["lidar_map"][0]))], columns=2,
-                 heading=f"{model_line(cfg, device)}\nsynthetic val frame {sample['name']}")
+                  ("|error| on LiDAR (m)", error_tile(pred, sample["lidar_map"]))], columns=2,
+                 heading=f"{model_line(cfg, pred.device)}\nsynthetic val frame {sample['name']}")
 
 
 def run_demo(cfg: Config, out: Path, meta: Dict[str, Any]) -> Dict[str, Any]:

@@ -17,7 +17,7 @@ import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Dict, Sequence
 
 import torch
 from tqdm import tqdm
@@ -100,6 +100,15 @@ def trained_model(cfg: Config) -> SpaDe:
     model = SpaDe(radar_injection=cfg.model.radar_injection)
     load_network(model, Path(cfg.train.out_dir) / "checkpoints" / "latest.ckpt")
     return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+
+
+def sample_depth_m(model: SpaDe, sample: Dict[str, Any]) -> torch.Tensor:
+    """The eval-mode `model`'s depth (H x W, metres, on the model's device) of one dataset sample
+    (its `img`, `radar_map`, `radar_pts`, `radar_count`, unbatched)."""
+    device = next(model.parameters()).device
+    x = [torch.as_tensor(sample[k])[None].to(device) for k in ("img", "radar_map", "radar_pts", "radar_count")]
+    with torch.inference_mode():
+        return model.predict(*x)[0, 0]
 
 
 def _limit_threads(threads: int) -> None:

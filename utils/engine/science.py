@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 import yaml
 
 from datasets.infos import load_infos
@@ -30,7 +29,7 @@ from models import SpaDe
 from utils.config import Config, apply_mapping, config_to_dict, load_config, parse_overrides
 from utils.engine.evaluate import NULL_REASONS, evaluate, model_predictor
 from utils.engine.evaluators import evaluators_for
-from utils.engine.runs import REPO, ensure_world, train_in_parallel, trained_model
+from utils.engine.runs import REPO, ensure_world, sample_depth_m, train_in_parallel, trained_model
 from utils.engine.tables import noise_markdown, published_markdown, table_markdown
 from utils.files import write_png
 from utils.jsonio import dumps, restore
@@ -182,13 +181,8 @@ def picture_tiles(cfgs: Dict[str, Config], models: Dict[str, SpaDe]) -> Optional
     for row in (REFERENCE_ROW, dense, "dense_exact"):
         if row not in cfgs:
             continue
-        model = models[row]
-        device = next(model.parameters()).device
-        x = {k: torch.as_tensor(sample[k])[None].to(device)
-             for k in ("img", "radar_map", "radar_pts", "radar_count")}
-        with torch.inference_mode():
-            pred = model.predict(x["img"], x["radar_map"], x["radar_pts"], x["radar_count"])[0, 0]
-        tiles.append((prediction_caption(titles[row]), depth_tile(pred, vmax, clipped=True)))
+        tiles.append((prediction_caption(titles[row]), depth_tile(sample_depth_m(models[row], sample), vmax,
+                                                                  clipped=True)))
     device = next(models[REFERENCE_ROW].parameters()).device
     return tiles, f"Models: {model_line(base, device)}, one per training label\nval frame {name}"
 
