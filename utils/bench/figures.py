@@ -1,7 +1,7 @@
 """Measured figures on file, and the Markdown the docs quote them in.
 
 A record (docs/figures/<name>.json, written by `tools/benchmark.py <command> --record PATH`) holds
-one run's final JSON line (written with utils.jsonio.write_json) with the command, the machine (CPU model, cores, ISA, GPU), the load
+one run's final JSON line with the command, the machine (CPU model, cores, ISA, GPU), the load
 average before and after, the date and the commit. README.md and docs/*.md quote records only
 between markers, which `render_blocks` fills from the records:
 
